@@ -1,0 +1,11 @@
+//! mcts-ps: reproduces "Enhancing Reasoning through Process Supervision with Monte Carlo Tree
+//! Search" (arXiv 2501.01478). See `../shared/METHOD.md` for the method this crate implements.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod rng;
+pub mod task;
+
+pub use error::{Error, Result};

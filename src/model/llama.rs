@@ -1,0 +1,329 @@
+//! The Llama decoder (Touvron et al. 2023; Llama-3 as in Dubey et al. 2024) in burn, generic
+//! over the backend: token embedding, RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied
+//! or untied output head, optional LoRA adapters on any projection.
+//!
+//! Weights are stored `[d_in, d_out]` (burn's row layout), the transpose of the Hugging Face
+//! `[d_out, d_in]`; the loaders and the checkpoint writer transpose at the boundary.
+//!
+//! Grouped-query attention is computed without materialising repeated key/value heads: the
+//! `group` query heads that share one key/value head are laid out as extra query rows of that
+//! head, `[batch, kv_heads, seq * group, head_dim]`, and the mask gives each row its position.
+
+use burn::module::{Module, Param, ParamId};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::backend::{grouped_causal_mask, masked_grouped_attention, InferBackend};
+use super::config::LlamaConfig;
+use super::rope::{Rope, RopeAt};
+use crate::rng::Stream;
+
+/// Low-rank adapter `x -> (x A) B * scale` (Hu et al. 2021) added to a frozen projection.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    /// Down projection `[d_in, rank]`, random init.
+    pub a: Param<Tensor<B, 2>>,
+    /// Up projection `[rank, d_out]`, zero init so training starts at the base model.
+    pub b: Param<Tensor<B, 2>>,
+    /// `lora_alpha / rank`.
+    pub scale: f64,
+}
+
+/// A linear projection `x W (+ bias) (+ LoRA)` with `W: [d_in, d_out]`.
+#[derive(Module, Debug)]
+pub struct Proj<B: Backend> {
+    /// Weight `[d_in, d_out]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// Optional bias `[d_out]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Optional adapter.
+    pub lora: Option<Lora<B>>,
+}
+
+impl<B: Backend> Proj<B> {
+    /// `x: [.., d_in] -> [.., d_out]`.
+    ///
+    /// Leading dims are flattened into one matrix product: a batched product over `[b, 1, d]`
+    /// would run `b` vector products, and burn-flex gives its output non-canonical strides
+    /// that push every following elementwise op onto a slow strided path.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let x = x.reshape([rows, d_in]);
+        let mut y = x.clone().matmul(self.weight.val());
+        if let Some(b) = &self.bias {
+            y = y + b.val().unsqueeze::<2>();
+        }
+        if let Some(l) = &self.lora {
+            y = y + x.matmul(l.a.val()).matmul(l.b.val()).mul_scalar(l.scale);
+        }
+        let mut out = dims;
+        out[D - 1] = y.dims()[1];
+        y.reshape(out)
+    }
+
+    /// `[d_in, d_out]`.
+    pub fn dims(&self) -> [usize; 2] {
+        self.weight.val().dims()
+    }
+}
+
+/// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, both residual.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// RMSNorm weight before attention.
+    pub attn_norm: Param<Tensor<B, 1>>,
+    /// Query projection.
+    pub q: Proj<B>,
+    /// Key projection.
+    pub k: Proj<B>,
+    /// Value projection.
+    pub v: Proj<B>,
+    /// Output projection.
+    pub o: Proj<B>,
+    /// RMSNorm weight before the MLP.
+    pub mlp_norm: Param<Tensor<B, 1>>,
+    /// SwiGLU gate.
+    pub gate: Proj<B>,
+    /// SwiGLU up projection.
+    pub up: Proj<B>,
+    /// SwiGLU down projection.
+    pub down: Proj<B>,
+}
+
+/// The whole decoder.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// Token embedding `[vocab, hidden]`.
+    pub embed: Param<Tensor<B, 2>>,
+    /// Decoder blocks.
+    pub layers: Vec<Block<B>>,
+    /// Final RMSNorm weight.
+    pub norm: Param<Tensor<B, 1>>,
+    /// Output head `[hidden, vocab]`; `None` when tied to the embedding.
+    pub lm_head: Option<Param<Tensor<B, 2>>>,
+    /// Architecture.
+    pub config: LlamaConfig,
+}
+
+/// Key/value cache of one layer: `[batch, kv_heads, capacity, head_dim]` each.
+#[derive(Clone, Debug)]
+pub struct LayerCache<B: Backend> {
+    /// Keys (after RoPE).
+    pub k: Tensor<B, 4>,
+    /// Values.
+    pub v: Tensor<B, 4>,
+}
+
+/// RMSNorm (Zhang and Sennrich 2019): `x / sqrt(mean(x^2) + eps) * w`, last dim.
+pub fn rms_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: &Param<Tensor<B, 1>>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let ms = (x.clone() * x.clone()).mean_dim(D - 1);
+    x * ms.add_scalar(eps).sqrt().recip() * w.val().unsqueeze::<D>()
+}
+
+/// Deterministic parameter ids: the `n`-th parameter created gets id `n`, so optimiser state
+/// keyed by id is stable across processes.
+struct Ids(u64);
+impl Ids {
+    fn next(&mut self) -> ParamId {
+        self.0 += 1;
+        ParamId::from(self.0)
+    }
+}
+
+fn normal(stream: &mut Stream, n: usize, std: f64) -> Vec<f32> {
+    // Box-Muller on the project's own uniform draws.
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let u1 = 1.0 - stream.next_f64(); // (0, 1]
+        let u2 = stream.next_f64();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * t.cos()) as f32);
+        if out.len() < n {
+            out.push((r * t.sin()) as f32);
+        }
+    }
+    out
+}
+
+fn param<B: Backend, const D: usize>(
+    ids: &mut Ids,
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Param::initialized(ids.next(), Tensor::from_data(TensorData::new(values, shape), device).require_grad())
+}
+
+impl<B: Backend> Llama<B> {
+    /// Random initialisation (normal, std 0.02; output projections scaled by
+    /// `1/sqrt(2 layers)` as in GPT-2), every draw from the stream `(seed, "init")`.
+    pub fn init(config: &LlamaConfig, seed: u64, device: &B::Device) -> Self {
+        let mut ids = Ids(0);
+        let c = config;
+        let std = 0.02;
+        let out_std = std / ((2 * c.num_layers) as f64).sqrt();
+        let mut s = Stream::new(seed, "init", &[]);
+        let proj = |s: &mut Stream, ids: &mut Ids, i: usize, o: usize, std: f64, bias: bool| Proj {
+            weight: param(ids, normal(s, i * o, std), [i, o], device),
+            bias: bias.then(|| param(ids, vec![0.0; o], [o], device)),
+            lora: None,
+        };
+        let d = c.hidden_size;
+        let q = c.num_heads * c.head_dim;
+        let kv = c.num_kv_heads * c.head_dim;
+        let embed = param(&mut ids, normal(&mut s, c.vocab_size * d, std), [c.vocab_size, d], device);
+        let layers = (0..c.num_layers)
+            .map(|_| Block {
+                attn_norm: param(&mut ids, vec![1.0; d], [d], device),
+                q: proj(&mut s, &mut ids, d, q, std, c.attention_bias),
+                k: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
+                v: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
+                o: proj(&mut s, &mut ids, q, d, out_std, c.attention_bias),
+                mlp_norm: param(&mut ids, vec![1.0; d], [d], device),
+                gate: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
+                up: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
+                down: proj(&mut s, &mut ids, c.intermediate_size, d, out_std, c.mlp_bias),
+            })
+            .collect();
+        let norm = param(&mut ids, vec![1.0; d], [d], device);
+        let lm_head = (!c.tie_word_embeddings)
+            .then(|| param(&mut ids, normal(&mut s, d * c.vocab_size, std), [d, c.vocab_size], device));
+        Self { embed, layers, norm, lm_head, config: c.clone() }
+    }
+
+    /// Embeds `tokens: [batch, seq]` -> `[batch, seq, hidden]`.
+    pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [b, l] = tokens.dims();
+        let d = self.config.hidden_size;
+        self.embed.val().select(0, tokens.reshape([b * l])).reshape([b, l, d])
+    }
+
+    /// Final norm and output head: `[.., hidden] -> [.., vocab]` logits.
+    pub fn head<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let x = rms_norm(x, &self.norm, self.config.rms_norm_eps);
+        let dims = x.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let x = x.reshape([rows, dims[D - 1]]);
+        let y = match &self.lm_head {
+            Some(w) => x.matmul(w.val()),
+            None => x.matmul(self.embed.val().transpose()),
+        };
+        let mut out = dims;
+        out[D - 1] = self.config.vocab_size;
+        y.reshape(out)
+    }
+
+    /// Full causal forward over whole sequences (training and scoring):
+    /// `tokens: [batch, seq]` -> logits `[batch, seq, vocab]`. Positions start at 0; right
+    /// padding does not affect earlier positions.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>) -> Tensor<B, 3> {
+        let [b, l] = tokens.dims();
+        let device = tokens.device();
+        let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
+        let ropes = Ropes::new(rope, &positions, &self.config, &device);
+        let mask = grouped_causal_mask::<B>(&[0], l, self.config.group_size(), l, &device);
+        let mut x = self.embed(tokens); // [b, l, d]
+        for layer in &self.layers {
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
+            let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, l, hd]
+            x = layer.forward(x, &self.config, &ropes, |q| masked_grouped_attention(q, k, v, mask.clone()));
+        }
+        self.head(x)
+    }
+
+    /// An empty cache for `batch` rows of `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> Vec<LayerCache<B>> {
+        let shape = [batch, self.config.num_kv_heads, capacity, self.config.head_dim];
+        (0..self.config.num_layers)
+            .map(|_| LayerCache { k: Tensor::zeros(shape, device), v: Tensor::zeros(shape, device) })
+            .collect()
+    }
+}
+
+impl<B: InferBackend> Llama<B> {
+    /// Incremental forward with a key/value cache.
+    ///
+    /// `tokens: [batch, seq]` are appended to each row's cache at `starts[row]`, at positions
+    /// `starts[row]..starts[row] + seq`, and attend causally to the row's cache. Returns the
+    /// final hidden states `[batch, seq, hidden]` (apply [`Llama::head`] to the rows that need
+    /// logits) and the updated cache, taken by value so its buffers are updated in place.
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        starts: &[usize],
+        rope: &Rope<B>,
+        cache: Vec<LayerCache<B>>,
+    ) -> (Tensor<B, 3>, Vec<LayerCache<B>>) {
+        let [_, l] = tokens.dims();
+        let device = tokens.device();
+        let positions: Vec<usize> = starts.iter().flat_map(|&s| s..s + l).collect();
+        let ropes = Ropes::new(rope, &positions, &self.config, &device);
+        let mut x = self.embed(tokens);
+        let mut out = Vec::with_capacity(cache.len());
+        for (layer, lc) in self.layers.iter().zip(cache) {
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
+            let kc = B::cache_write(lc.k, starts, k);
+            let vc = B::cache_write(lc.v, starts, v);
+            x = layer.forward(x, &self.config, &ropes, |q| B::cached_attention(q, &kc, &vc, starts));
+            out.push(LayerCache { k: kc, v: vc });
+        }
+        (x, out)
+    }
+}
+
+/// RoPE tables for one forward call, for queries and for keys.
+struct Ropes<'a, B: Backend> {
+    rope: &'a Rope<B>,
+    q: RopeAt<B>,
+    k: RopeAt<B>,
+}
+
+impl<'a, B: Backend> Ropes<'a, B> {
+    fn new(rope: &'a Rope<B>, positions: &[usize], c: &LlamaConfig, device: &B::Device) -> Self {
+        Self {
+            rope,
+            q: rope.at(positions, c.num_heads, device),
+            k: rope.at(positions, c.num_kv_heads, device),
+        }
+    }
+}
+
+impl<B: Backend> Block<B> {
+    /// Keys (rotated) and values for `x: [b, l, d]`, as `[b, l, kv_heads, head_dim]`.
+    fn project_kv(&self, x: Tensor<B, 3>, c: &LlamaConfig, r: &Ropes<'_, B>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let [b, l, _] = x.dims();
+        let h = rms_norm(x, &self.attn_norm, c.rms_norm_eps);
+        let k = self.k.forward(h.clone()).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        let k = r.rope.apply(k, &r.k);
+        let v = self.v.forward(h).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        (k, v)
+    }
+
+    /// The block on `x: [b, l, d]`; `attend` maps rotated queries `[b, l, heads, head_dim]`
+    /// to attention outputs of the same shape.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        c: &LlamaConfig,
+        r: &Ropes<'_, B>,
+        attend: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
+    ) -> Tensor<B, 3> {
+        let [b, l, _] = x.dims();
+        let h = rms_norm(x.clone(), &self.attn_norm, c.rms_norm_eps);
+        let q = self.q.forward(h).reshape([b, l, c.num_heads, c.head_dim]);
+        let q = r.rope.apply(q, &r.q); // [b, l, heads, hd]
+        let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
+        let x = x + self.o.forward(a);
+        let h = rms_norm(x.clone(), &self.mlp_norm, c.rms_norm_eps);
+        let m = silu(self.gate.forward(h.clone())) * self.up.forward(h); // [b, l, ffn]
+        x + self.down.forward(m)
+    }
+}

@@ -1,0 +1,9 @@
+//! The Llama-architecture network, its configuration and its weights' loaders.
+
+pub mod backend;
+pub mod config;
+pub mod llama;
+pub mod rope;
+
+pub use config::LlamaConfig;
+pub use llama::Llama;

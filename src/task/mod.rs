@@ -1,0 +1,112 @@
+//! Problems, solution steps, answer extraction and grading, prompts.
+//!
+//! A solution is a sequence of steps separated by a blank line ([`STEP_SEPARATOR`]); its last
+//! step states the final answer. Three task kinds share this shape: the project's synthetic
+//! arithmetic ([`arith`]), GSM8K ([`gsm8k`]) and MATH ([`math`]).
+
+pub mod answer;
+pub mod arith;
+pub mod gsm8k;
+pub mod math;
+pub mod prompt;
+
+use serde::{Deserialize, Serialize};
+
+/// Separator between solution steps.
+pub const STEP_SEPARATOR: &str = "\n\n";
+
+/// One problem.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Index in its pool (line order for files), used in RNG stream ids.
+    pub id: u64,
+    /// The question text.
+    pub question: String,
+    /// The gold final answer.
+    pub answer: String,
+    /// A reference solution in step format, when the dataset has one.
+    pub solution: Option<String>,
+}
+
+/// The kind of task, which fixes answer extraction and grading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Synthetic arithmetic: integer answers stated as "The final answer is N."
+    Arith,
+    /// GSM8K-format word problems: numeric answers.
+    Gsm8k,
+    /// MATH-format competition problems: LaTeX answers.
+    Math,
+}
+
+impl TaskKind {
+    /// The final answer a completion states, if any.
+    pub fn extract_answer(self, completion: &str) -> Option<String> {
+        match self {
+            TaskKind::Arith => answer::final_answer_phrase(completion),
+            TaskKind::Gsm8k => gsm8k::extract(completion),
+            TaskKind::Math => math::extract(completion),
+        }
+    }
+
+    /// Whether an extracted answer equals the gold one.
+    pub fn answers_match(self, predicted: &str, gold: &str) -> bool {
+        match self {
+            TaskKind::Arith | TaskKind::Gsm8k => gsm8k::answers_match(predicted, gold),
+            TaskKind::Math => math::answers_match(predicted, gold),
+        }
+    }
+
+    /// Whether a completion's final answer is correct (the MCTS reward and the eval metric).
+    pub fn is_correct(self, completion: &str, gold: &str) -> bool {
+        self.extract_answer(completion).is_some_and(|p| self.answers_match(&p, gold))
+    }
+
+    /// Whether a step states a final answer (ends a solution in MCTS).
+    pub fn is_final_step(self, step: &str) -> bool {
+        answer::final_answer_phrase(step).is_some()
+            || answer::hash_answer(step).is_some()
+            || answer::last_boxed(step).is_some()
+    }
+}
+
+/// Splits a solution into its steps (blank-line separated, empty pieces dropped).
+pub fn split_steps(solution: &str) -> Vec<&str> {
+    solution.split(STEP_SEPARATOR).map(|s| s.trim_matches('\n')).filter(|s| !s.trim().is_empty()).collect()
+}
+
+/// Joins steps back into a solution.
+pub fn join_steps<S: AsRef<str>>(steps: &[S]) -> String {
+    steps.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(STEP_SEPARATOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_split_on_blank_lines() {
+        let sol = "1 + 2 = 3\n\n3 * 2 = 6\n\n\n\nThe final answer is 6.";
+        assert_eq!(split_steps(sol), vec!["1 + 2 = 3", "3 * 2 = 6", "The final answer is 6."]);
+        assert_eq!(join_steps(&split_steps(sol)), "1 + 2 = 3\n\n3 * 2 = 6\n\nThe final answer is 6.");
+        assert!(split_steps("").is_empty());
+        // A single newline stays inside a step.
+        assert_eq!(split_steps("a\nb\n\nc"), vec!["a\nb", "c"]);
+    }
+
+    #[test]
+    fn final_step_detection() {
+        assert!(TaskKind::Arith.is_final_step("The final answer is 6."));
+        assert!(TaskKind::Math.is_final_step("So the answer is $\\boxed{6}$."));
+        assert!(TaskKind::Gsm8k.is_final_step("#### 6"));
+        assert!(!TaskKind::Gsm8k.is_final_step("3 * 2 = 6"));
+    }
+
+    #[test]
+    fn arith_grading_is_strict_about_the_phrase() {
+        assert!(TaskKind::Arith.is_correct("1 + 2 = 3\n\nThe final answer is 3.", "3"));
+        assert!(!TaskKind::Arith.is_correct("1 + 2 = 3", "3"));
+        assert!(!TaskKind::Arith.is_correct("The final answer is 4.", "3"));
+    }
+}
