@@ -4,8 +4,10 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod infer;
 pub mod model;
 pub mod rng;
 pub mod task;
+pub mod util;
 
 pub use error::{Error, Result};

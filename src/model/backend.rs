@@ -25,53 +25,71 @@ use rayon::prelude::*;
 
 /// A backend the inference engine can run on.
 pub trait InferBackend: Backend {
-    /// Writes `values: [batch, len, heads, dim]` into `cache: [batch, heads, capacity, dim]`
-    /// at columns `starts[row]..starts[row] + len` of each batch row.
-    fn cache_write(cache: Tensor<Self, 4>, starts: &[usize], values: Tensor<Self, 4>) -> Tensor<Self, 4> {
-        generic_cache_write(cache, starts, values)
+    /// Writes `values: [rows, len, heads, dim]` into `cache: [slots, heads, capacity, dim]`:
+    /// row `r` goes to slot `slots[r]`, columns `starts[r]..starts[r] + len`.
+    fn cache_write(
+        cache: Tensor<Self, 4>,
+        slots: &[usize],
+        starts: &[usize],
+        values: Tensor<Self, 4>,
+    ) -> Tensor<Self, 4> {
+        generic_cache_write(cache, slots, starts, values)
     }
 
-    /// Causal attention of `q: [batch, len, heads, dim]` against the cached
-    /// `k, v: [batch, kv_heads, capacity, dim]`: query `(row, t)` sees columns
-    /// `0..=starts[row] + t`; query head `h` uses kv head `h / (heads / kv_heads)`.
-    /// Returns `[batch, len, heads, dim]`.
+    /// Reads columns `start..start + len` of slot `slot` of `cache: [slots, heads, capacity,
+    /// dim]` as `[1, len, heads, dim]` (the layout [`InferBackend::cache_write`] takes).
+    fn cache_read(cache: &Tensor<Self, 4>, slot: usize, start: usize, len: usize) -> Tensor<Self, 4> {
+        cache.clone().narrow(0, slot, 1).narrow(2, start, len).swap_dims(1, 2)
+    }
+
+    /// Causal attention of `q: [rows, len, heads, dim]` against the cached
+    /// `k, v: [slots, kv_heads, capacity, dim]`: query `(r, t)` reads slot `slots[r]` and sees
+    /// columns `0..=starts[r] + t`; query head `h` uses kv head `h / (heads / kv_heads)`.
+    /// Returns `[rows, len, heads, dim]`.
     fn cached_attention(
         q: Tensor<Self, 4>,
         k: &Tensor<Self, 4>,
         v: &Tensor<Self, 4>,
+        slots: &[usize],
         starts: &[usize],
     ) -> Tensor<Self, 4> {
-        generic_cached_attention(q, k, v, starts)
+        generic_cached_attention(q, k, v, slots, starts)
     }
 }
 
 /// [`InferBackend::cache_write`] with burn's tensor API.
 pub fn generic_cache_write<B: Backend>(
     cache: Tensor<B, 4>,
+    slots: &[usize],
     starts: &[usize],
     values: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
     let [_, l, h, d] = values.dims();
-    let values = values.swap_dims(1, 2); // [b, h, l, d]
+    let values = values.swap_dims(1, 2); // [rows, h, l, d]
     let mut cache = cache;
-    for (row, &s) in starts.iter().enumerate() {
+    for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
         let v = values.clone().narrow(0, row, 1);
-        cache = cache.slice_assign([row..row + 1, 0..h, s..s + l, 0..d], v);
+        cache = cache.slice_assign([slot..slot + 1, 0..h, s..s + l, 0..d], v);
     }
     cache
 }
 
-/// [`InferBackend::cached_attention`] with burn's tensor API.
+/// [`InferBackend::cached_attention`] with burn's tensor API (gathers the rows' slots).
 pub fn generic_cached_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: &Tensor<B, 4>,
     v: &Tensor<B, 4>,
+    slots: &[usize],
     starts: &[usize],
 ) -> Tensor<B, 4> {
     let [_, l, heads, _] = q.dims();
     let [_, kvh, cap, _] = k.dims();
-    let mask = grouped_causal_mask::<B>(starts, l, heads / kvh, cap, &q.device());
-    masked_grouped_attention(q, k.clone(), v.clone(), mask)
+    let device = q.device();
+    let idx: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+    let idx = Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(idx, [slots.len()]), &device);
+    let (k, v) = (k.clone().select(0, idx.clone()), v.clone().select(0, idx));
+    let mask = grouped_causal_mask::<B>(starts, l, heads / kvh, cap, &device);
+    masked_grouped_attention(q, k, v, mask)
 }
 
 /// Boolean mask (true = hidden) for grouped query rows: batch row `r` has its first query at
@@ -124,15 +142,23 @@ fn is_plain_f32(t: &FlexTensor) -> bool {
 }
 
 impl InferBackend for Flex {
-    fn cache_write(cache: Tensor<Self, 4>, starts: &[usize], values: Tensor<Self, 4>) -> Tensor<Self, 4> {
-        let [b, h, cap, d] = cache.dims();
-        let [vb, l, vh, vd] = values.dims();
-        assert!(vb == b && vh == h && vd == d && starts.len() == b, "cache_write: shape mismatch");
+    fn cache_write(
+        cache: Tensor<Self, 4>,
+        slots: &[usize],
+        starts: &[usize],
+        values: Tensor<Self, 4>,
+    ) -> Tensor<Self, 4> {
+        let [nslots, h, cap, d] = cache.dims();
+        let [rows, l, vh, vd] = values.dims();
+        assert!(
+            vh == h && vd == d && starts.len() == rows && slots.len() == rows,
+            "cache_write: shape mismatch"
+        );
         let mut c: FlexTensor = cache.into_primitive().tensor();
         if !is_plain_f32(&c) || !c.is_unique() {
             if c.dtype() != DType::F32 {
                 let cache = Tensor::from_primitive(TensorPrimitive::Float(c));
-                return generic_cache_write(cache, starts, values);
+                return generic_cache_write(cache, slots, starts, values);
             }
             // Shared or strided: take a private contiguous copy so the writes below cannot
             // alter another owner's data.
@@ -142,16 +168,17 @@ impl InferBackend for Flex {
         if v.dtype() != DType::F32 {
             let cache = Tensor::from_primitive(TensorPrimitive::Float(c));
             let values = Tensor::from_primitive(TensorPrimitive::Float(v));
-            return generic_cache_write(cache, starts, values);
+            return generic_cache_write(cache, slots, starts, values);
         }
         let src: &[f32] = v.storage();
         let dst: &mut [f32] = c.storage_mut();
-        for (row, &s) in starts.iter().enumerate() {
+        for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
+            assert!(slot < nslots, "cache_write: slot {slot} of {nslots}");
             assert!(s + l <= cap, "cache_write: columns {s}..{} exceed capacity {cap}", s + l);
             for t in 0..l {
                 for head in 0..h {
                     let from = ((row * l + t) * h + head) * d;
-                    let to = ((row * h + head) * cap + s + t) * d;
+                    let to = ((slot * h + head) * cap + s + t) * d;
                     dst[to..to + d].copy_from_slice(&src[from..from + d]);
                 }
             }
@@ -163,6 +190,7 @@ impl InferBackend for Flex {
         q: Tensor<Self, 4>,
         k: &Tensor<Self, 4>,
         v: &Tensor<Self, 4>,
+        slots: &[usize],
         starts: &[usize],
     ) -> Tensor<Self, 4> {
         let [b, l, heads, d] = q.dims();
@@ -170,7 +198,7 @@ impl InferBackend for Flex {
         let (qf, kf, vf) = (flex_f32(q), flex_f32(k.clone()), flex_f32(v.clone()));
         if qf.dtype() != DType::F32 || kf.dtype() != DType::F32 || vf.dtype() != DType::F32 {
             let q = Tensor::from_primitive(TensorPrimitive::Float(qf));
-            return generic_cached_attention(q, k, v, starts);
+            return generic_cached_attention(q, k, v, slots, starts);
         }
         let shape = AttnShape { l, heads, kvh, cap, d };
         let mut out = vec![0f32; b * l * heads * d];
@@ -179,7 +207,7 @@ impl InferBackend for Flex {
             let (row, t) = (item / l, item % l);
             let visible = starts[row] + t + 1;
             assert!(visible <= cap, "cached_attention: position {} beyond capacity {cap}", visible - 1);
-            attend_one(&shape, qs, ks, vs, row, t, visible, dst);
+            attend_one(&shape, qs, ks, vs, row, slots[row], t, visible, dst);
         });
         let data = TensorData::new(out, [b, l, heads, d]);
         Tensor::from_data(data, &Default::default())
@@ -207,6 +235,7 @@ fn attend_one(
     k: &[f32],
     v: &[f32],
     row: usize,
+    slot: usize,
     t: usize,
     visible: usize,
     out: &mut [f32],
@@ -215,11 +244,11 @@ fn attend_one(
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { attend_one_avx2(s, q, k, v, row, t, visible, out) };
+            unsafe { attend_one_avx2(s, q, k, v, row, slot, t, visible, out) };
             return;
         }
     }
-    attend_one_impl(s, q, k, v, row, t, visible, out)
+    attend_one_impl(s, q, k, v, row, slot, t, visible, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -231,11 +260,12 @@ unsafe fn attend_one_avx2(
     k: &[f32],
     v: &[f32],
     row: usize,
+    slot: usize,
     t: usize,
     visible: usize,
     out: &mut [f32],
 ) {
-    attend_one_impl(s, q, k, v, row, t, visible, out)
+    attend_one_impl(s, q, k, v, row, slot, t, visible, out)
 }
 
 #[inline(always)]
@@ -246,6 +276,7 @@ fn attend_one_impl(
     k: &[f32],
     v: &[f32],
     row: usize,
+    slot: usize,
     t: usize,
     visible: usize,
     out: &mut [f32],
@@ -255,7 +286,7 @@ fn attend_one_impl(
     let scale = 1.0 / (d as f32).sqrt();
     let mut scores = vec![0f32; visible * g];
     for kv in 0..s.kvh {
-        let base = (row * s.kvh + kv) * s.cap * d;
+        let base = (slot * s.kvh + kv) * s.cap * d;
         let q0 = ((row * s.l + t) * s.heads + kv * g) * d;
         let qs = &q[q0..q0 + g * d];
         for j in 0..visible {
@@ -343,13 +374,16 @@ mod tests {
         let v0 = rand_tensor([b, kvh, cap, d], 2);
         let nk = rand_tensor([b, l, kvh, d], 3);
         let nv = rand_tensor([b, l, kvh, d], 4);
-        let kf = <Flex as InferBackend>::cache_write(k0.clone(), &starts, nk.clone());
-        let kg = generic_cache_write(k0, &starts, nk);
+        let slots = [2usize, 0, 1];
+        let kf = <Flex as InferBackend>::cache_write(k0.clone(), &slots, &starts, nk.clone());
+        let kg = generic_cache_write(k0, &slots, &starts, nk.clone());
         assert_eq!(max_abs_diff(kf.clone(), kg), 0.0);
-        let vf = <Flex as InferBackend>::cache_write(v0.clone(), &starts, nv.clone());
+        let back = <Flex as InferBackend>::cache_read(&kf, 0, 5, l);
+        assert_eq!(max_abs_diff(back, nk.narrow(0, 1, 1)), 0.0);
+        let vf = <Flex as InferBackend>::cache_write(v0.clone(), &slots, &starts, nv.clone());
         let q = rand_tensor([b, l, heads, d], 5);
-        let af = <Flex as InferBackend>::cached_attention(q.clone(), &kf, &vf, &starts);
-        let ag = generic_cached_attention(q, &kf, &vf, &starts);
+        let af = <Flex as InferBackend>::cached_attention(q.clone(), &kf, &vf, &slots, &starts);
+        let ag = generic_cached_attention(q, &kf, &vf, &slots, &starts);
         assert!(max_abs_diff(af, ag) < 1e-5);
     }
 
@@ -358,7 +392,7 @@ mod tests {
         let k0 = rand_tensor([1, 1, 4, 2], 1);
         let keep: Vec<f32> = k0.clone().into_data().to_vec().unwrap();
         let new = rand_tensor([1, 1, 1, 2], 2);
-        let _written = <Flex as InferBackend>::cache_write(k0.clone(), &[2], new);
+        let _written = <Flex as InferBackend>::cache_write(k0.clone(), &[0], &[2], new);
         let after: Vec<f32> = k0.into_data().to_vec().unwrap();
         assert_eq!(keep, after);
     }

@@ -249,15 +249,17 @@ impl<B: Backend> Llama<B> {
 }
 
 impl<B: InferBackend> Llama<B> {
-    /// Incremental forward with a key/value cache.
+    /// Incremental forward with a key/value cache of several slots.
     ///
-    /// `tokens: [batch, seq]` are appended to each row's cache at `starts[row]`, at positions
-    /// `starts[row]..starts[row] + seq`, and attend causally to the row's cache. Returns the
-    /// final hidden states `[batch, seq, hidden]` (apply [`Llama::head`] to the rows that need
-    /// logits) and the updated cache, taken by value so its buffers are updated in place.
+    /// Row `r` of `tokens: [rows, seq]` continues the sequence in cache slot `slots[r]` at
+    /// positions `starts[r]..starts[r] + seq`: its keys and values are written there and it
+    /// attends causally to that slot. Returns the final hidden states `[rows, seq, hidden]`
+    /// (apply [`Llama::head`] to the rows that need logits) and the updated cache, taken by
+    /// value so its buffers are updated in place.
     pub fn forward_cached(
         &self,
         tokens: Tensor<B, 2, Int>,
+        slots: &[usize],
         starts: &[usize],
         rope: &Rope<B>,
         cache: Vec<LayerCache<B>>,
@@ -270,9 +272,9 @@ impl<B: InferBackend> Llama<B> {
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {
             let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
-            let kc = B::cache_write(lc.k, starts, k);
-            let vc = B::cache_write(lc.v, starts, v);
-            x = layer.forward(x, &self.config, &ropes, |q| B::cached_attention(q, &kc, &vc, starts));
+            let kc = B::cache_write(lc.k, slots, starts, k);
+            let vc = B::cache_write(lc.v, slots, starts, v);
+            x = layer.forward(x, &self.config, &ropes, |q| B::cached_attention(q, &kc, &vc, slots, starts));
             out.push(LayerCache { k: kc, v: vc });
         }
         (x, out)

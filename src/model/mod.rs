@@ -4,6 +4,8 @@ pub mod backend;
 pub mod config;
 pub mod llama;
 pub mod rope;
+pub mod tokenizer;
+pub mod weights;
 
 pub use config::LlamaConfig;
 pub use llama::Llama;

@@ -1,0 +1,330 @@
+//! Weights in the Hugging Face Llama layout: reading `model.safetensors` (single or sharded),
+//! building a [`Llama`] from any [`WeightSource`], and writing project checkpoints
+//! (`config.json` + `model.safetensors` + `tokenizer.json`) that transformers can load.
+//!
+//! Tensor names and shapes are those of `LlamaForCausalLM.state_dict()`; linear weights are
+//! `[out, in]` there and `[in, out]` in [`Llama`], transposed at this boundary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Param, ParamId};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
+use safetensors::{Dtype as StDtype, SafeTensors};
+
+use super::config::{HfConfig, LlamaConfig};
+use super::llama::{Block, Llama, Proj};
+use super::tokenizer::Tokenizer;
+use crate::error::{Error, Result};
+
+/// A host tensor: row-major f32 values and a shape.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// Anything that can hand out tensors by Hugging Face name.
+pub trait WeightSource {
+    /// The file or folder the weights come from (for messages).
+    fn origin(&self) -> &Path;
+    /// The tensor called `name`, or `None` when absent.
+    fn take(&mut self, name: &str) -> Result<Option<HostTensor>>;
+}
+
+/// Safetensors files of a Hugging Face folder, memory-mapped.
+pub struct SafetensorsSource {
+    dir: PathBuf,
+    /// (file path, mapping) per shard.
+    shards: Vec<(PathBuf, memmap2::Mmap)>,
+    /// tensor name -> shard index.
+    index: HashMap<String, usize>,
+}
+
+impl SafetensorsSource {
+    /// Opens `model.safetensors`, or the shards listed in `model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_file = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if single.is_file() {
+            vec![single]
+        } else if index_file.is_file() {
+            let text = crate::error::read_to_string(&index_file)?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+                path: index_file.clone(),
+                message: format!("invalid JSON: {e}"),
+            })?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Checkpoint {
+                path: index_file.clone(),
+                message: "no \"weight_map\" object".into(),
+            })?;
+            let mut files: Vec<PathBuf> =
+                map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
+            files.sort();
+            files.dedup();
+            files
+        } else {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: "no model.safetensors or model.safetensors.index.json".into(),
+            });
+        };
+        let mut shards = Vec::new();
+        let mut index = HashMap::new();
+        for (i, f) in files.into_iter().enumerate() {
+            let file = std::fs::File::open(&f).map_err(|e| Error::io(&f, e))?;
+            // SAFETY: the mapping is read-only and the file is not modified while mapped.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(&f, e))?;
+            let st = SafeTensors::deserialize(&map).map_err(|e| Error::Checkpoint {
+                path: f.clone(),
+                message: format!("not a safetensors file: {e}"),
+            })?;
+            for name in st.names() {
+                index.insert(name.to_string(), i);
+            }
+            shards.push((f, map));
+        }
+        Ok(Self { dir: dir.to_path_buf(), shards, index })
+    }
+}
+
+impl WeightSource for SafetensorsSource {
+    fn origin(&self) -> &Path {
+        &self.dir
+    }
+
+    fn take(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(&i) = self.index.get(name) else { return Ok(None) };
+        let (path, map) = &self.shards[i];
+        let st = SafeTensors::deserialize(map)
+            .map_err(|e| Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| Error::Checkpoint { path: path.clone(), message: format!("tensor {name}: {e}") })?;
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            StDtype::F32 => {
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+            }
+            StDtype::F16 => {
+                bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            StDtype::BF16 => {
+                bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            other => {
+                return Err(Error::Checkpoint {
+                    path: path.clone(),
+                    message: format!("tensor {name} has dtype {other:?}; expected F32, F16 or BF16"),
+                })
+            }
+        };
+        Ok(Some(HostTensor { shape: view.shape().to_vec(), data }))
+    }
+}
+
+fn need(src: &mut dyn WeightSource, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    let t = src.take(name)?.ok_or_else(|| Error::Checkpoint {
+        path: src.origin().to_path_buf(),
+        message: format!("missing tensor {name} (expected shape {shape:?})"),
+    })?;
+    if t.shape != shape {
+        return Err(Error::Checkpoint {
+            path: src.origin().to_path_buf(),
+            message: format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape),
+        });
+    }
+    Ok(t)
+}
+
+/// `[rows, cols]` -> `[cols, rows]`.
+pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Builds parameters with ids 1, 2, ... in a fixed order (as [`Llama::init`] does).
+struct Builder<'a, B: Backend> {
+    next: u64,
+    device: &'a B::Device,
+    dtype: DType,
+}
+
+impl<B: Backend> Builder<'_, B> {
+    fn param<const D: usize>(&mut self, data: Vec<f32>, shape: [usize; D]) -> Param<Tensor<B, D>> {
+        self.next += 1;
+        let t = Tensor::<B, D>::from_data(TensorData::new(data, shape), self.device);
+        let t = if self.dtype == DType::F32 { t } else { t.cast(self.dtype) };
+        Param::initialized(ParamId::from(self.next), t.require_grad())
+    }
+
+    fn proj(
+        &mut self,
+        src: &mut dyn WeightSource,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Proj<B>> {
+        let w = need(src, &format!("{name}.weight"), &[d_out, d_in])?;
+        let weight = self.param(transpose(&w.data, d_out, d_in), [d_in, d_out]);
+        let bias = if bias {
+            let b = need(src, &format!("{name}.bias"), &[d_out])?;
+            Some(self.param(b.data, [d_out]))
+        } else {
+            None
+        };
+        Ok(Proj { weight, bias, lora: None })
+    }
+}
+
+/// Builds a [`Llama`] from Hugging Face-named tensors.
+pub fn build_llama<B: Backend>(
+    cfg: &LlamaConfig,
+    src: &mut dyn WeightSource,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<Llama<B>> {
+    let mut b = Builder::<B> { next: 0, device, dtype };
+    let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+    let q = cfg.num_heads * cfg.head_dim;
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let f = cfg.intermediate_size;
+    let embed = need(src, "model.embed_tokens.weight", &[v, d])?;
+    let embed = b.param(embed.data, [v, d]);
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for i in 0..cfg.num_layers {
+        let p = format!("model.layers.{i}");
+        let attn_norm = need(src, &format!("{p}.input_layernorm.weight"), &[d])?;
+        let attn_norm = b.param(attn_norm.data, [d]);
+        let qp = b.proj(src, &format!("{p}.self_attn.q_proj"), d, q, cfg.attention_bias)?;
+        let kp = b.proj(src, &format!("{p}.self_attn.k_proj"), d, kv, cfg.attention_bias)?;
+        let vp = b.proj(src, &format!("{p}.self_attn.v_proj"), d, kv, cfg.attention_bias)?;
+        let op = b.proj(src, &format!("{p}.self_attn.o_proj"), q, d, cfg.attention_bias)?;
+        let mlp_norm = need(src, &format!("{p}.post_attention_layernorm.weight"), &[d])?;
+        let mlp_norm = b.param(mlp_norm.data, [d]);
+        let gate = b.proj(src, &format!("{p}.mlp.gate_proj"), d, f, cfg.mlp_bias)?;
+        let up = b.proj(src, &format!("{p}.mlp.up_proj"), d, f, cfg.mlp_bias)?;
+        let down = b.proj(src, &format!("{p}.mlp.down_proj"), f, d, cfg.mlp_bias)?;
+        layers.push(Block { attn_norm, q: qp, k: kp, v: vp, o: op, mlp_norm, gate, up, down });
+    }
+    let norm = need(src, "model.norm.weight", &[d])?;
+    let norm = b.param(norm.data, [d]);
+    let lm_head = if cfg.tie_word_embeddings {
+        None
+    } else {
+        let h = need(src, "lm_head.weight", &[v, d])?;
+        Some(b.param(transpose(&h.data, v, d), [d, v]))
+    };
+    Ok(Llama { embed, layers, norm, lm_head, config: cfg.clone() })
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    let data = t.cast(DType::F32).into_data();
+    data.to_vec::<f32>().map_err(|e| Error::Other(format!("cannot read tensor back: {e:?}")))
+}
+
+/// The model's tensors under Hugging Face names, `[out, in]` for linear weights. LoRA
+/// adapters are merged into their base weights (`W + A B * scale`).
+pub fn hf_tensors<B: Backend>(model: &Llama<B>) -> Result<Vec<(String, HostTensor)>> {
+    let mut out = Vec::new();
+    let cfg = &model.config;
+    let mut push =
+        |name: String, shape: Vec<usize>, data: Vec<f32>| out.push((name, HostTensor { shape, data }));
+    let embed = model.embed.val();
+    let [v, d] = embed.dims();
+    push("model.embed_tokens.weight".into(), vec![v, d], host(embed)?);
+    for (i, l) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        push(format!("{p}.input_layernorm.weight"), vec![d], host(l.attn_norm.val())?);
+        push(format!("{p}.post_attention_layernorm.weight"), vec![d], host(l.mlp_norm.val())?);
+        for (name, proj) in [
+            ("self_attn.q_proj", &l.q),
+            ("self_attn.k_proj", &l.k),
+            ("self_attn.v_proj", &l.v),
+            ("self_attn.o_proj", &l.o),
+            ("mlp.gate_proj", &l.gate),
+            ("mlp.up_proj", &l.up),
+            ("mlp.down_proj", &l.down),
+        ] {
+            let [d_in, d_out] = proj.dims();
+            let mut w = proj.weight.val();
+            if let Some(lora) = &proj.lora {
+                w = w + lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scale);
+            }
+            push(format!("{p}.{name}.weight"), vec![d_out, d_in], transpose(&host(w)?, d_in, d_out));
+            if let Some(b) = &proj.bias {
+                push(format!("{p}.{name}.bias"), vec![d_out], host(b.val())?);
+            }
+        }
+    }
+    push("model.norm.weight".into(), vec![d], host(model.norm.val())?);
+    if let Some(h) = &model.lm_head {
+        push("lm_head.weight".into(), vec![cfg.vocab_size, d], transpose(&host(h.val())?, d, cfg.vocab_size));
+    }
+    Ok(out)
+}
+
+/// Writes a checkpoint folder: `config.json`, `model.safetensors` (f32), `tokenizer.json`.
+/// Files are written to temporary names and renamed, so a killed write leaves no partial file.
+pub fn save_checkpoint<B: Backend>(model: &Llama<B>, tokenizer: &Tokenizer, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tensors = hf_tensors(model)?;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .into_iter()
+        .map(|(n, t)| (n, t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, b, s)| Ok((n.clone(), safetensors::tensor::TensorView::new(StDtype::F32, s.clone(), b)?)))
+        .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| Error::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    let blob = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+    crate::util::write_atomic(&dir.join("model.safetensors"), &blob)?;
+    let hf = HfConfig::from_config(&model.config, tokenizer.bos, &tokenizer.eos);
+    let json = serde_json::to_string_pretty(&hf).expect("config serializes");
+    crate::util::write_atomic(&dir.join("config.json"), json.as_bytes())?;
+    let tmp = dir.join("tokenizer.json.tmp");
+    tokenizer.save(&tmp)?;
+    std::fs::rename(&tmp, dir.join("tokenizer.json"))
+        .map_err(|e| Error::io(dir.join("tokenizer.json"), e))?;
+    Ok(())
+}
+
+/// Loads a checkpoint folder (Hugging Face layout) with its tokenizer.
+pub fn load_hf_dir<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<(Llama<B>, Tokenizer)> {
+    let (cfg, hf) = HfConfig::load(&dir.join("config.json"))?;
+    let mut src = SafetensorsSource::open(dir)?;
+    let model = build_llama::<B>(&cfg, &mut src, device, dtype)?;
+    let ids = |v: &Option<serde_json::Value>| -> Vec<u32> {
+        match v {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect()
+            }
+            _ => vec![],
+        }
+    };
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(Error::Checkpoint { path: tok_path, message: "missing tokenizer.json".into() });
+    }
+    let tokenizer =
+        Tokenizer::from_file(&tok_path, ids(&hf.bos_token_id).first().copied(), ids(&hf.eos_token_id))?;
+    Ok((model, tokenizer))
+}
