@@ -32,6 +32,20 @@ pub enum Command {
     Run(ExperimentArgs),
     /// Print the resolved config with each value's origin and the runs, without computing.
     Plan(ExperimentArgs),
+    /// Sample a completion from a model and print it as JSON.
+    Generate(crate::cli_model::GenerateArgs),
+    /// Print the per-token log-probabilities of a text under a model as JSON.
+    Score(crate::cli_model::ScoreArgs),
+    /// Benchmarks (`runner bench generate ...`).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Generation throughput: prefill and decode tokens/s and peak memory.
+    Generate(crate::cli_model::BenchGenerateArgs),
 }
 
 /// An experiment file and overrides.
@@ -49,6 +63,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match (cli.command, cli.file) {
         (Some(Command::Run(a)), _) => run(&a),
         (Some(Command::Plan(a)), _) => plan(&a),
+        (Some(Command::Generate(a)), _) => crate::cli_model::generate(&a),
+        (Some(Command::Score(a)), _) => crate::cli_model::score(&a),
+        (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli_model::bench_generate(&a),
         (None, Some(file)) => run(&ExperimentArgs { file, set: cli.set }),
         (None, None) => Ok(()),
     }

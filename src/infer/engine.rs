@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::prefix::PrefixCache;
 use super::sampling::sample;
 use crate::error::{Error, Result};
-use crate::model::backend::InferBackend;
+use crate::model::backend::{InferBackend, Kv};
 use crate::model::llama::{LayerCache, Llama};
 use crate::model::rope::Rope;
 use crate::model::tokenizer::Tokenizer;
@@ -29,6 +29,8 @@ use crate::task::STEP_SEPARATOR;
 /// When a request stops (besides its token budget and end-of-sequence tokens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
+    /// Never before `max_new_tokens` (benchmarks).
+    Never,
     /// Only at an end-of-sequence token.
     Eos,
     /// Also once the generated text contains a step separator (a blank line).
@@ -104,6 +106,11 @@ struct Active {
     req: Request,
 }
 
+/// Length of the common prefix of two token sequences.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// A model, its tokenizer, a slot cache and a prefix store.
 pub struct Engine<B: InferBackend> {
     model: Llama<B>,
@@ -115,6 +122,8 @@ pub struct Engine<B: InferBackend> {
     capacity: usize,
     cache: Option<Vec<LayerCache<B>>>,
     prefix: PrefixCache<B>,
+    /// Per token id: does its text contain a newline?
+    has_newline: Vec<bool>,
     /// Work counters.
     pub stats: Stats,
 }
@@ -131,7 +140,12 @@ impl<B: InferBackend> Engine<B> {
         device: &B::Device,
     ) -> Self {
         let rope = Rope::new(&model.config, capacity, device);
+        let vocab = model.config.vocab_size.max(tokenizer.vocab_size());
+        let has_newline = (0..vocab as u32)
+            .map(|t| tokenizer.decode(&[t]).map(|s| s.contains('\n')).unwrap_or(true))
+            .collect();
         Self {
+            has_newline,
             model,
             rope,
             tokenizer,
@@ -178,21 +192,7 @@ impl<B: InferBackend> Engine<B> {
             None => self.model.new_cache(self.batch, self.capacity, &self.device),
         };
         loop {
-            for (slot, occupant) in slots.iter_mut().enumerate() {
-                if occupant.is_some() {
-                    continue;
-                }
-                let Some((index, req)) = waiting.pop_front() else { break };
-                let (logits, c) = self.admit(&req, slot, cache)?;
-                cache = c;
-                let mut a = Active { index, seq: req.prompt.clone(), prompt_len: req.prompt.len(), req };
-                if let Some(done) = self.push_token(&mut a, &logits, &cache, slot)? {
-                    out[a.index] = Some(done);
-                    on_done();
-                } else {
-                    *occupant = Some(a);
-                }
-            }
+            cache = self.admit_waiting(&mut waiting, &mut slots, &mut out, cache, &mut on_done)?;
             let live: Vec<usize> = (0..self.batch).filter(|&s| slots[s].is_some()).collect();
             if live.is_empty() {
                 if waiting.is_empty() {
@@ -235,43 +235,164 @@ impl<B: InferBackend> Engine<B> {
         Ok(out.into_iter().map(|c| c.expect("every request finishes")).collect())
     }
 
-    /// Puts `req` in `slot`: copies the cached prefix, computes the rest of the prompt, and
-    /// returns the logits after the last prompt token.
-    fn admit(
+    /// Moves waiting requests into free slots, in waves: a request that shares a longer
+    /// prefix with another request of the current wave than with the prefix cache waits for
+    /// the next wave, so that prefix is computed once and copied.
+    fn admit_waiting(
         &mut self,
-        req: &Request,
-        slot: usize,
+        waiting: &mut VecDeque<(usize, Request)>,
+        slots: &mut [Option<Active>],
+        out: &mut [Option<Completion>],
+        mut cache: Vec<LayerCache<B>>,
+        on_done: &mut impl FnMut(),
+    ) -> Result<Vec<LayerCache<B>>> {
+        loop {
+            let free: Vec<usize> = (0..slots.len()).filter(|&s| slots[s].is_none()).collect();
+            if free.is_empty() || waiting.is_empty() {
+                return Ok(cache);
+            }
+            let mut wave: Vec<(usize, Request)> = Vec::new();
+            let mut deferred = Vec::new();
+            let scan = (free.len() * 4).max(16);
+            let mut scanned = 0;
+            while wave.len() < free.len() && scanned < scan {
+                let Some((index, req)) = waiting.pop_front() else { break };
+                scanned += 1;
+                let head = &req.prompt[..req.prompt.len() - 1];
+                let cached = self.prefix.peek(head);
+                let sibling = wave.iter().map(|(_, w)| common_prefix(&w.prompt, head)).max().unwrap_or(0);
+                if sibling > cached {
+                    deferred.push((index, req));
+                } else {
+                    wave.push((index, req));
+                }
+            }
+            for d in deferred.into_iter().rev() {
+                waiting.push_front(d);
+            }
+            let placed: Vec<(usize, usize, Request)> =
+                wave.into_iter().zip(free).map(|((index, req), slot)| (index, slot, req)).collect();
+            let (logits, c) = self.admit_wave(&placed, cache)?;
+            cache = c;
+            let vocab = self.model.config.vocab_size;
+            for (k, (index, slot, req)) in placed.into_iter().enumerate() {
+                let mut a = Active { index, seq: req.prompt.clone(), prompt_len: req.prompt.len(), req };
+                match self.push_token(&mut a, &logits[k * vocab..(k + 1) * vocab], &cache, slot)? {
+                    Some(done) => {
+                        out[index] = Some(done);
+                        on_done();
+                    }
+                    None => slots[slot] = Some(a),
+                }
+            }
+        }
+    }
+
+    /// Computes the prompts of `placed` (request index, slot, request) after copying their
+    /// cached prefixes; returns the logits after each last prompt token (`[n * vocab]`) and
+    /// stores the prompts' keys/values for reuse. Rows of similar remaining length share one
+    /// padded forward; padding never changes a row's numbers (see module docs) and its
+    /// keys/values are overwritten before any query can see them.
+    fn admit_wave(
+        &mut self,
+        placed: &[(usize, usize, Request)],
         mut cache: Vec<LayerCache<B>>,
     ) -> Result<(Vec<f32>, Vec<LayerCache<B>>)> {
         let t0 = Instant::now();
-        let p = &req.prompt;
-        // At least the last prompt token is computed: its logits start the generation.
-        let mut reused = 0;
-        if let Some((entry, len)) = self.prefix.lookup(&p[..p.len() - 1]) {
-            let kv = self.prefix.get(entry, len);
-            cache = cache
-                .into_iter()
-                .zip(kv)
-                .map(|(lc, (k, v))| LayerCache {
-                    k: B::cache_write(lc.k, &[slot], &[0], k),
-                    v: B::cache_write(lc.v, &[slot], &[0], v),
-                })
-                .collect();
-            reused = len;
+        let mut reused = Vec::with_capacity(placed.len());
+        for (_, slot, req) in placed {
+            let p = &req.prompt;
+            // At least the last prompt token is computed: its logits start the generation.
+            let mut len = 0;
+            if let Some((entry, n)) = self.prefix.lookup(&p[..p.len() - 1]) {
+                let kv = self.prefix.get(entry, n);
+                cache = cache
+                    .into_iter()
+                    .zip(kv)
+                    .map(|(lc, (k, v))| LayerCache {
+                        k: B::cache_write(Kv::Key, lc.k, &[*slot], &[0], k),
+                        v: B::cache_write(Kv::Value, lc.v, &[*slot], &[0], v),
+                    })
+                    .collect();
+                len = n;
+            }
+            reused.push(len);
+            self.stats.prompt_tokens += p.len() as u64;
+            self.stats.prefill_tokens += (p.len() - len) as u64;
         }
-        let rest = &p[reused..];
-        let (rows, starts, toks): (Vec<usize>, Vec<usize>, Vec<i64>) = if rest.len() == 1 {
-            (vec![slot, slot], vec![reused, reused], vec![rest[0] as i64, rest[0] as i64])
-        } else {
-            (vec![slot], vec![reused], rest.iter().map(|&t| t as i64).collect())
-        };
-        let l = if rest.len() == 1 { 1 } else { rest.len() };
-        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [rows.len(), l]), &self.device);
-        let (hidden, cache) = self.model.forward_cached(tokens, &rows, &starts, &self.rope, cache);
-        let last = hidden.narrow(0, 0, 1).narrow(1, l - 1, 1); // [1, 1, d]
-        let logits = self.logits_rows(last)?;
-        self.stats.prompt_tokens += p.len() as u64;
-        self.stats.prefill_tokens += rest.len() as u64;
+        // Group rows by remaining length so padding stays under a quarter of the work.
+        let mut order: Vec<usize> = (0..placed.len()).collect();
+        order.sort_by_key(|&k| placed[k].2.prompt.len() - reused[k]);
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for k in order {
+            let len = placed[k].2.prompt.len() - reused[k];
+            let fits = groups.last().is_some_and(|g| {
+                let total: usize =
+                    g.iter().map(|&j| placed[j].2.prompt.len() - reused[j]).sum::<usize>() + len;
+                (g.len() + 1) * len * 4 <= total * 5
+            });
+            if fits {
+                groups.last_mut().expect("checked").push(k);
+            } else {
+                groups.push(vec![k]);
+            }
+        }
+        let vocab = self.model.config.vocab_size;
+        let mut logits = vec![0f32; placed.len() * vocab];
+        for g in groups {
+            let width =
+                g.iter().map(|&k| placed[k].2.prompt.len() - reused[k]).max().expect("non-empty group");
+            let mut rows: Vec<usize> = Vec::new();
+            let mut starts = Vec::new();
+            let mut toks: Vec<i64> = Vec::new();
+            for &k in &g {
+                let (_, slot, req) = &placed[k];
+                let rest = &req.prompt[reused[k]..];
+                rows.push(*slot);
+                starts.push(reused[k]);
+                toks.extend(rest.iter().map(|&t| t as i64));
+                toks.extend(std::iter::repeat_n(rest[rest.len() - 1] as i64, width - rest.len()));
+            }
+            if rows.len() * width == 1 {
+                // see module docs: never a one-row product
+                rows.push(rows[0]);
+                starts.push(starts[0]);
+                toks.push(toks[0]);
+            }
+            let tokens =
+                Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [rows.len(), width]), &self.device);
+            let (hidden, c) = self.model.forward_cached(tokens, &rows, &starts, &self.rope, cache);
+            cache = c;
+            let d = self.model.config.hidden_size;
+            let flat = hidden.reshape([rows.len() * width, d]);
+            let pick: Vec<i64> = g
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| (i * width + placed[k].2.prompt.len() - reused[k] - 1) as i64)
+                .collect();
+            let n = pick.len();
+            let pick = Tensor::<B, 1, Int>::from_data(TensorData::new(pick, [n]), &self.device);
+            let last = flat.select(0, pick).reshape([n, 1, d]);
+            let lg = self.logits_rows(last)?;
+            for (i, &k) in g.iter().enumerate() {
+                logits[k * vocab..(k + 1) * vocab].copy_from_slice(&lg[i * vocab..(i + 1) * vocab]);
+            }
+        }
+        for (_, slot, req) in placed {
+            if !self.prefix.covers(&req.prompt) {
+                let n = req.prompt.len();
+                let kv = cache
+                    .iter()
+                    .map(|lc| {
+                        (
+                            B::cache_read(Kv::Key, &lc.k, *slot, 0, n),
+                            B::cache_read(Kv::Value, &lc.v, *slot, 0, n),
+                        )
+                    })
+                    .collect();
+                self.prefix.insert(req.prompt.clone(), kv);
+            }
+        }
         self.stats.prefill_seconds += t0.elapsed().as_secs_f64();
         Ok((logits, cache))
     }
@@ -296,12 +417,16 @@ impl<B: InferBackend> Engine<B> {
     ) -> Result<Option<Completion>> {
         let tok = sample(logits, a.req.temperature, a.req.top_p, &mut a.req.rng);
         let generated = a.seq.len() - a.prompt_len;
-        let finish = if self.tokenizer.eos.contains(&tok) {
+        let finish = if a.req.stop != Stop::Never && self.tokenizer.eos.contains(&tok) {
             Some(Finish::Eos)
         } else {
             a.seq.push(tok);
             let gen = &a.seq[a.prompt_len..];
-            if a.req.stop == Stop::StepEnd && self.tokenizer.decode(gen)?.contains(STEP_SEPARATOR) {
+            // Decoding is only needed when the new token can complete a blank line.
+            if a.req.stop == Stop::StepEnd
+                && self.has_newline[tok as usize]
+                && self.tokenizer.decode(gen)?.contains(STEP_SEPARATOR)
+            {
                 Some(Finish::StepEnd)
             } else if generated + 1 >= a.req.max_new_tokens {
                 Some(Finish::Length)
@@ -317,7 +442,12 @@ impl<B: InferBackend> Engine<B> {
         if computed > 0 && !self.prefix.covers(&a.seq[..computed]) {
             let kv = cache
                 .iter()
-                .map(|lc| (B::cache_read(&lc.k, slot, 0, computed), B::cache_read(&lc.v, slot, 0, computed)))
+                .map(|lc| {
+                    (
+                        B::cache_read(Kv::Key, &lc.k, slot, 0, computed),
+                        B::cache_read(Kv::Value, &lc.v, slot, 0, computed),
+                    )
+                })
                 .collect();
             self.prefix.insert(a.seq[..computed].to_vec(), kv);
         }

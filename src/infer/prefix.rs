@@ -49,6 +49,15 @@ impl<B: InferBackend> PrefixCache<B> {
         best
     }
 
+    /// The longest common prefix length with any entry, without touching recency.
+    pub fn peek(&self, tokens: &[u32]) -> usize {
+        self.entries
+            .iter()
+            .map(|e| e.tokens.iter().zip(tokens).take_while(|(a, b)| a == b).count())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The first `len` positions of entry `index`, per layer.
     pub fn get(&self, index: usize, len: usize) -> Vec<LayerKv<B>> {
         self.entries[index]

@@ -1,4 +1,4 @@
-//! Backends: the CPU default (burn's `flex`), CUDA behind the `cuda` feature, and the two
+//! Backends: the CPU default (burn's `flex`), CUDA behind the `cuda` feature, and the cache
 //! operations the inference engine needs beyond burn's public tensor API.
 //!
 //! - [`InferBackend::cache_write`] writes new key/value rows into a cache at a different column
@@ -11,9 +11,12 @@
 //!   reads only each row's own prefix, and computes every output row with a fixed loop order
 //!   that does not depend on the batch, so a request's numbers are the same whichever other
 //!   requests share its batch.
+//! - The cache layout is the backend's choice ([`InferBackend::kv_cache`]): flex keeps keys
+//!   transposed, `[slots, heads, dim, capacity]`, so attention scores for 8 consecutive keys
+//!   are one vector accumulation over `dim` with no horizontal sums.
 //!
 //! Every backend gets a default implementation written with burn's tensor API (used on CUDA);
-//! flex overrides both with in-place, row-exact kernels. Tests check the two agree.
+//! flex overrides all of it with in-place, row-exact kernels. Tests check the two agree.
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
@@ -23,29 +26,67 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
+/// Which half of a key/value cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kv {
+    /// Keys (after RoPE).
+    Key,
+    /// Values.
+    Value,
+}
+
 /// A backend the inference engine can run on.
 pub trait InferBackend: Backend {
-    /// Writes `values: [rows, len, heads, dim]` into `cache: [slots, heads, capacity, dim]`:
-    /// row `r` goes to slot `slots[r]`, columns `starts[r]..starts[r] + len`.
+    /// An empty cache of `slots` sequences of `capacity` positions, `heads` kv heads of size
+    /// `dim`. Default layout `[slots, heads, capacity, dim]`.
+    fn kv_cache(
+        kind: Kv,
+        slots: usize,
+        heads: usize,
+        capacity: usize,
+        dim: usize,
+        device: &Self::Device,
+    ) -> Tensor<Self, 4> {
+        let _ = kind;
+        Tensor::zeros([slots, heads, capacity, dim], device)
+    }
+
+    /// Writes `values: [rows, len, heads, dim]` into `cache`: row `r` goes to slot `slots[r]`,
+    /// positions `starts[r]..starts[r] + len`.
     fn cache_write(
+        kind: Kv,
         cache: Tensor<Self, 4>,
         slots: &[usize],
         starts: &[usize],
         values: Tensor<Self, 4>,
     ) -> Tensor<Self, 4> {
-        generic_cache_write(cache, slots, starts, values)
+        let _ = kind;
+        let [_, l, h, d] = values.dims();
+        let values = values.swap_dims(1, 2); // [rows, h, l, d]
+        let mut cache = cache;
+        for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
+            let v = values.clone().narrow(0, row, 1);
+            cache = cache.slice_assign([slot..slot + 1, 0..h, s..s + l, 0..d], v);
+        }
+        cache
     }
 
-    /// Reads columns `start..start + len` of slot `slot` of `cache: [slots, heads, capacity,
-    /// dim]` as `[1, len, heads, dim]` (the layout [`InferBackend::cache_write`] takes).
-    fn cache_read(cache: &Tensor<Self, 4>, slot: usize, start: usize, len: usize) -> Tensor<Self, 4> {
+    /// Positions `start..start + len` of slot `slot` as `[1, len, heads, dim]` (the layout
+    /// [`InferBackend::cache_write`] takes).
+    fn cache_read(
+        kind: Kv,
+        cache: &Tensor<Self, 4>,
+        slot: usize,
+        start: usize,
+        len: usize,
+    ) -> Tensor<Self, 4> {
+        let _ = kind;
         cache.clone().narrow(0, slot, 1).narrow(2, start, len).swap_dims(1, 2)
     }
 
-    /// Causal attention of `q: [rows, len, heads, dim]` against the cached
-    /// `k, v: [slots, kv_heads, capacity, dim]`: query `(r, t)` reads slot `slots[r]` and sees
-    /// columns `0..=starts[r] + t`; query head `h` uses kv head `h / (heads / kv_heads)`.
-    /// Returns `[rows, len, heads, dim]`.
+    /// Causal attention of `q: [rows, len, heads, dim]` against the caches: query `(r, t)`
+    /// reads slot `slots[r]` and sees positions `0..=starts[r] + t`; query head `h` uses kv
+    /// head `h / (heads / kv_heads)`. Returns `[rows, len, heads, dim]`.
     fn cached_attention(
         q: Tensor<Self, 4>,
         k: &Tensor<Self, 4>,
@@ -53,43 +94,16 @@ pub trait InferBackend: Backend {
         slots: &[usize],
         starts: &[usize],
     ) -> Tensor<Self, 4> {
-        generic_cached_attention(q, k, v, slots, starts)
+        let [_, l, heads, _] = q.dims();
+        let [_, kvh, cap, _] = k.dims();
+        let device = q.device();
+        let idx: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+        let idx =
+            Tensor::<Self, 1, burn::tensor::Int>::from_data(TensorData::new(idx, [slots.len()]), &device);
+        let (k, v) = (k.clone().select(0, idx.clone()), v.clone().select(0, idx));
+        let mask = grouped_causal_mask::<Self>(starts, l, heads / kvh, cap, &device);
+        masked_grouped_attention(q, k, v, mask)
     }
-}
-
-/// [`InferBackend::cache_write`] with burn's tensor API.
-pub fn generic_cache_write<B: Backend>(
-    cache: Tensor<B, 4>,
-    slots: &[usize],
-    starts: &[usize],
-    values: Tensor<B, 4>,
-) -> Tensor<B, 4> {
-    let [_, l, h, d] = values.dims();
-    let values = values.swap_dims(1, 2); // [rows, h, l, d]
-    let mut cache = cache;
-    for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
-        let v = values.clone().narrow(0, row, 1);
-        cache = cache.slice_assign([slot..slot + 1, 0..h, s..s + l, 0..d], v);
-    }
-    cache
-}
-
-/// [`InferBackend::cached_attention`] with burn's tensor API (gathers the rows' slots).
-pub fn generic_cached_attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: &Tensor<B, 4>,
-    v: &Tensor<B, 4>,
-    slots: &[usize],
-    starts: &[usize],
-) -> Tensor<B, 4> {
-    let [_, l, heads, _] = q.dims();
-    let [_, kvh, cap, _] = k.dims();
-    let device = q.device();
-    let idx: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
-    let idx = Tensor::<B, 1, burn::tensor::Int>::from_data(TensorData::new(idx, [slots.len()]), &device);
-    let (k, v) = (k.clone().select(0, idx.clone()), v.clone().select(0, idx));
-    let mask = grouped_causal_mask::<B>(starts, l, heads / kvh, cap, &device);
-    masked_grouped_attention(q, k, v, mask)
 }
 
 /// Boolean mask (true = hidden) for grouped query rows: batch row `r` has its first query at
@@ -137,53 +151,93 @@ fn flex_f32(t: Tensor<Flex, 4>) -> FlexTensor {
     t.into_primitive().tensor().to_contiguous()
 }
 
-fn is_plain_f32(t: &FlexTensor) -> bool {
-    t.dtype() == DType::F32 && t.is_contiguous() && t.layout().start_offset() == 0
+fn from_flex(t: FlexTensor) -> Tensor<Flex, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
+/// A uniquely owned, contiguous f32 buffer for in-place writes (copied once if shared).
+fn owned_f32(t: Tensor<Flex, 4>) -> FlexTensor {
+    let mut c: FlexTensor = t.into_primitive().tensor();
+    let plain = c.dtype() == DType::F32 && c.is_contiguous() && c.layout().start_offset() == 0;
+    if !plain || !c.is_unique() {
+        c = FlexTensor::from_data(c.into_data().convert::<f32>());
+    }
+    c
+}
+
+/// Flex: f32 caches, keys transposed (`[slots, heads, dim, capacity]`), values
+/// `[slots, heads, capacity, dim]`.
 impl InferBackend for Flex {
+    fn kv_cache(
+        kind: Kv,
+        slots: usize,
+        heads: usize,
+        capacity: usize,
+        dim: usize,
+        device: &Self::Device,
+    ) -> Tensor<Self, 4> {
+        match kind {
+            Kv::Key => Tensor::zeros([slots, heads, dim, capacity], device),
+            Kv::Value => Tensor::zeros([slots, heads, capacity, dim], device),
+        }
+    }
+
     fn cache_write(
+        kind: Kv,
         cache: Tensor<Self, 4>,
         slots: &[usize],
         starts: &[usize],
         values: Tensor<Self, 4>,
     ) -> Tensor<Self, 4> {
-        let [nslots, h, cap, d] = cache.dims();
+        let [nslots, h, a, b] = cache.dims();
+        let (cap, d) = match kind {
+            Kv::Key => (b, a),
+            Kv::Value => (a, b),
+        };
         let [rows, l, vh, vd] = values.dims();
         assert!(
             vh == h && vd == d && starts.len() == rows && slots.len() == rows,
             "cache_write: shape mismatch"
         );
-        let mut c: FlexTensor = cache.into_primitive().tensor();
-        if !is_plain_f32(&c) || !c.is_unique() {
-            if c.dtype() != DType::F32 {
-                let cache = Tensor::from_primitive(TensorPrimitive::Float(c));
-                return generic_cache_write(cache, slots, starts, values);
-            }
-            // Shared or strided: take a private contiguous copy so the writes below cannot
-            // alter another owner's data.
-            c = FlexTensor::from_data(c.into_data());
-        }
+        let mut c = owned_f32(cache);
         let v = flex_f32(values);
-        if v.dtype() != DType::F32 {
-            let cache = Tensor::from_primitive(TensorPrimitive::Float(c));
-            let values = Tensor::from_primitive(TensorPrimitive::Float(v));
-            return generic_cache_write(cache, slots, starts, values);
-        }
+        let v =
+            if v.dtype() == DType::F32 { v } else { FlexTensor::from_data(v.into_data().convert::<f32>()) };
         let src: &[f32] = v.storage();
         let dst: &mut [f32] = c.storage_mut();
         for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
             assert!(slot < nslots, "cache_write: slot {slot} of {nslots}");
-            assert!(s + l <= cap, "cache_write: columns {s}..{} exceed capacity {cap}", s + l);
+            assert!(s + l <= cap, "cache_write: positions {s}..{} exceed capacity {cap}", s + l);
             for t in 0..l {
                 for head in 0..h {
-                    let from = ((row * l + t) * h + head) * d;
-                    let to = ((slot * h + head) * cap + s + t) * d;
-                    dst[to..to + d].copy_from_slice(&src[from..from + d]);
+                    let from = &src[((row * l + t) * h + head) * d..][..d];
+                    let base = (slot * h + head) * cap * d;
+                    match kind {
+                        Kv::Value => dst[base + (s + t) * d..][..d].copy_from_slice(from),
+                        Kv::Key => {
+                            for (i, x) in from.iter().enumerate() {
+                                dst[base + i * cap + s + t] = *x;
+                            }
+                        }
+                    }
                 }
             }
         }
-        Tensor::from_primitive(TensorPrimitive::Float(c))
+        from_flex(c)
+    }
+
+    fn cache_read(
+        kind: Kv,
+        cache: &Tensor<Self, 4>,
+        slot: usize,
+        start: usize,
+        len: usize,
+    ) -> Tensor<Self, 4> {
+        let view = cache.clone().narrow(0, slot, 1);
+        match kind {
+            Kv::Value => view.narrow(2, start, len).swap_dims(1, 2),
+            Kv::Key => view.narrow(3, start, len).permute([0, 3, 1, 2]),
+        }
     }
 
     fn cached_attention(
@@ -194,12 +248,12 @@ impl InferBackend for Flex {
         starts: &[usize],
     ) -> Tensor<Self, 4> {
         let [b, l, heads, d] = q.dims();
-        let [_, kvh, cap, _] = k.dims();
+        let [_, kvh, cap, _] = v.dims();
         let (qf, kf, vf) = (flex_f32(q), flex_f32(k.clone()), flex_f32(v.clone()));
-        if qf.dtype() != DType::F32 || kf.dtype() != DType::F32 || vf.dtype() != DType::F32 {
-            let q = Tensor::from_primitive(TensorPrimitive::Float(qf));
-            return generic_cached_attention(q, k, v, slots, starts);
-        }
+        assert!(
+            qf.dtype() == DType::F32 && kf.dtype() == DType::F32 && vf.dtype() == DType::F32,
+            "the flex inference kernels run in f32 (model.dtype = \"f32\" on cpu)"
+        );
         let shape = AttnShape { l, heads, kvh, cap, d };
         let mut out = vec![0f32; b * l * heads * d];
         let (qs, ks, vs): (&[f32], &[f32], &[f32]) = (qf.storage(), kf.storage(), vf.storage());
@@ -207,10 +261,9 @@ impl InferBackend for Flex {
             let (row, t) = (item / l, item % l);
             let visible = starts[row] + t + 1;
             assert!(visible <= cap, "cached_attention: position {} beyond capacity {cap}", visible - 1);
-            attend_one(&shape, qs, ks, vs, row, slots[row], t, visible, dst);
+            attend(&shape, qs, ks, vs, row, slots[row], t, visible, dst);
         });
-        let data = TensorData::new(out, [b, l, heads, d]);
-        Tensor::from_data(data, &Default::default())
+        Tensor::from_data(TensorData::new(out, [b, l, heads, d]), &Default::default())
     }
 }
 
@@ -222,14 +275,14 @@ struct AttnShape {
     d: usize,
 }
 
-/// Softmax attention for all heads of query `(row, t)` over columns `0..visible`.
+/// Softmax attention for all heads of query `(row, t)` over positions `0..visible` of `slot`.
 ///
-/// The query heads sharing a kv head are processed together so each key and value row is read
-/// once. Summation order is fixed (8 interleaved partial sums, then a fixed tree; no fused
-/// multiply-add), so the result depends only on this row's numbers, and the AVX2 build of the
-/// same code gives the same bits as the baseline one.
+/// Scores for 32 consecutive keys are accumulated together over the head dimension (keys are
+/// stored transposed); each score is the sum over `d` in index order, with no fused
+/// multiply-add, so the AVX2 build of this code gives the same bits as the baseline one and
+/// the result depends only on this row's numbers.
 #[allow(clippy::too_many_arguments)]
-fn attend_one(
+fn attend(
     s: &AttnShape,
     q: &[f32],
     k: &[f32],
@@ -244,17 +297,17 @@ fn attend_one(
     {
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { attend_one_avx2(s, q, k, v, row, slot, t, visible, out) };
+            unsafe { attend_avx2(s, q, k, v, row, slot, t, visible, out) };
             return;
         }
     }
-    attend_one_impl(s, q, k, v, row, slot, t, visible, out)
+    attend_impl(s, q, k, v, row, slot, t, visible, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend_one_avx2(
+unsafe fn attend_avx2(
     s: &AttnShape,
     q: &[f32],
     k: &[f32],
@@ -265,12 +318,12 @@ unsafe fn attend_one_avx2(
     visible: usize,
     out: &mut [f32],
 ) {
-    attend_one_impl(s, q, k, v, row, slot, t, visible, out)
+    attend_impl(s, q, k, v, row, slot, t, visible, out)
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_one_impl(
+fn attend_impl(
     s: &AttnShape,
     q: &[f32],
     k: &[f32],
@@ -281,70 +334,73 @@ fn attend_one_impl(
     visible: usize,
     out: &mut [f32],
 ) {
-    let g = s.heads / s.kvh;
+    const W: usize = 32;
     let d = s.d;
+    let g = s.heads / s.kvh;
     let scale = 1.0 / (d as f32).sqrt();
-    let mut scores = vec![0f32; visible * g];
-    for kv in 0..s.kvh {
-        let base = (slot * s.kvh + kv) * s.cap * d;
-        let q0 = ((row * s.l + t) * s.heads + kv * g) * d;
-        let qs = &q[q0..q0 + g * d];
-        for j in 0..visible {
-            let krow = &k[base + j * d..][..d];
-            for gi in 0..g {
-                scores[gi * visible + j] = dot(&qs[gi * d..(gi + 1) * d], krow) * scale;
-            }
-        }
-        let mut inv = [0f32; 16];
-        for gi in 0..g {
-            let sc = &mut scores[gi * visible..(gi + 1) * visible];
-            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut sum = 0f32;
-            for x in sc.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            if gi < 16 {
-                inv[gi] = 1.0 / sum;
+    let padded = visible.div_ceil(W) * W;
+    let mut scores = vec![0f32; padded];
+    for h in 0..s.heads {
+        let kv = h / g;
+        let qrow = &q[((row * s.l + t) * s.heads + h) * d..][..d];
+        let kt = &k[(slot * s.kvh + kv) * d * s.cap..][..d * s.cap];
+        let vb = &v[(slot * s.kvh + kv) * s.cap * d..][..s.cap * d];
+        // Scores, W keys at a time (W / 8 independent vector accumulations keep the adder
+        // busy); a final partial block reads keys past `visible` (finite cache contents) and
+        // is discarded below.
+        for j0 in (0..visible).step_by(W) {
+            let mut acc = [0f32; W];
+            if j0 + W <= s.cap {
+                for (i, &qi) in qrow.iter().enumerate() {
+                    let kk: &[f32; W] = kt[i * s.cap + j0..][..W].try_into().expect("W keys");
+                    for w in 0..W {
+                        acc[w] += qi * kk[w];
+                    }
+                }
             } else {
-                for x in sc.iter_mut() {
-                    *x /= sum;
+                for (i, &qi) in qrow.iter().enumerate() {
+                    for w in 0..(s.cap - j0) {
+                        acc[w] += qi * kt[i * s.cap + j0 + w];
+                    }
                 }
             }
+            let n = W.min(padded - j0);
+            for w in 0..n {
+                scores[j0 + w] = acc[w] * scale;
+            }
         }
-        let o = &mut out[kv * g * d..(kv + 1) * g * d];
+        let sc = &mut scores[..visible];
+        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for x in sc.iter_mut() {
+            *x = (*x - max).exp();
+        }
+        let sum = sum8(sc);
+        let o = &mut out[h * d..(h + 1) * d];
         o.fill(0.0);
-        for j in 0..visible {
-            let vrow = &v[base + j * d..][..d];
-            for gi in 0..g {
-                let p = scores[gi * visible + j];
-                for (oi, vi) in o[gi * d..(gi + 1) * d].iter_mut().zip(vrow) {
-                    *oi += p * vi;
-                }
+        for (j, p) in sc.iter().enumerate() {
+            for (oi, vi) in o.iter_mut().zip(&vb[j * d..(j + 1) * d]) {
+                *oi += p * vi;
             }
         }
-        for gi in 0..g.min(16) {
-            for oi in o[gi * d..(gi + 1) * d].iter_mut() {
-                *oi *= inv[gi];
-            }
+        let inv = 1.0 / sum;
+        for oi in o.iter_mut() {
+            *oi *= inv;
         }
     }
 }
 
-/// Dot product with 8 interleaved partial sums (vectorises without reassociation).
+/// Sum with 8 interleaved partial sums combined in a fixed tree (vectorises; same bits on
+/// every x86-64 build).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn sum8(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
-    let n8 = a.len() / 8 * 8;
-    for (ca, cb) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+    let n8 = x.len() / 8 * 8;
+    for c in x[..n8].chunks_exact(8) {
         for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
+            acc[i] += c[i];
         }
     }
-    let mut tail = 0f32;
-    for i in n8..a.len() {
-        tail += a[i] * b[i];
-    }
+    let tail: f32 = x[n8..].iter().sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
@@ -352,6 +408,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
     use crate::rng::Stream;
+
+    /// The trait's default (tensor API) implementations, called on flex tensors.
+    mod generic {
+        use super::super::*;
+        pub fn cache_write(
+            kind: Kv,
+            c: Tensor<Flex, 4>,
+            slots: &[usize],
+            starts: &[usize],
+            v: Tensor<Flex, 4>,
+        ) -> Tensor<Flex, 4> {
+            let _ = kind;
+            let [_, l, h, d] = v.dims();
+            let v = v.swap_dims(1, 2);
+            let mut c = c;
+            for (row, (&slot, &s)) in slots.iter().zip(starts).enumerate() {
+                c = c.slice_assign([slot..slot + 1, 0..h, s..s + l, 0..d], v.clone().narrow(0, row, 1));
+            }
+            c
+        }
+        pub fn cached_attention(
+            q: Tensor<Flex, 4>,
+            k: &Tensor<Flex, 4>,
+            v: &Tensor<Flex, 4>,
+            slots: &[usize],
+            starts: &[usize],
+        ) -> Tensor<Flex, 4> {
+            let [_, l, heads, _] = q.dims();
+            let [_, kvh, cap, _] = k.dims();
+            let idx: Vec<i64> = slots.iter().map(|&s| s as i64).collect();
+            let idx = Tensor::<Flex, 1, burn::tensor::Int>::from_data(
+                TensorData::new(idx, [slots.len()]),
+                &Default::default(),
+            );
+            let (k, v) = (k.clone().select(0, idx.clone()), v.clone().select(0, idx));
+            let mask = grouped_causal_mask::<Flex>(starts, l, heads / kvh, cap, &Default::default());
+            masked_grouped_attention(q, k, v, mask)
+        }
+    }
 
     fn rand_tensor(shape: [usize; 4], seed: u64) -> Tensor<Flex, 4> {
         let n: usize = shape.iter().product();
@@ -375,15 +470,21 @@ mod tests {
         let nk = rand_tensor([b, l, kvh, d], 3);
         let nv = rand_tensor([b, l, kvh, d], 4);
         let slots = [2usize, 0, 1];
-        let kf = <Flex as InferBackend>::cache_write(k0.clone(), &slots, &starts, nk.clone());
-        let kg = generic_cache_write(k0, &slots, &starts, nk.clone());
-        assert_eq!(max_abs_diff(kf.clone(), kg), 0.0);
-        let back = <Flex as InferBackend>::cache_read(&kf, 0, 5, l);
+        // The same writes through flex (transposed keys) and through the generic tensor code.
+        let kt0 = k0.clone().swap_dims(2, 3);
+        let kf = <Flex as InferBackend>::cache_write(Kv::Key, kt0, &slots, &starts, nk.clone());
+        let kg = generic::cache_write(Kv::Key, k0, &slots, &starts, nk.clone());
+        assert_eq!(max_abs_diff(kf.clone().swap_dims(2, 3), kg.clone()), 0.0);
+        let back = <Flex as InferBackend>::cache_read(Kv::Key, &kf, 0, 5, l);
         assert_eq!(max_abs_diff(back, nk.narrow(0, 1, 1)), 0.0);
-        let vf = <Flex as InferBackend>::cache_write(v0.clone(), &slots, &starts, nv.clone());
+        let vf = <Flex as InferBackend>::cache_write(Kv::Value, v0.clone(), &slots, &starts, nv.clone());
+        let vg = generic::cache_write(Kv::Value, v0, &slots, &starts, nv.clone());
+        assert_eq!(max_abs_diff(vf.clone(), vg.clone()), 0.0);
+        let back = <Flex as InferBackend>::cache_read(Kv::Value, &vf, 2, 0, l);
+        assert_eq!(max_abs_diff(back, nv.narrow(0, 0, 1)), 0.0);
         let q = rand_tensor([b, l, heads, d], 5);
         let af = <Flex as InferBackend>::cached_attention(q.clone(), &kf, &vf, &slots, &starts);
-        let ag = generic_cached_attention(q, &kf, &vf, &slots, &starts);
+        let ag = generic::cached_attention(q, &kg, &vg, &slots, &starts);
         assert!(max_abs_diff(af, ag) < 1e-5);
     }
 
@@ -392,7 +493,7 @@ mod tests {
         let k0 = rand_tensor([1, 1, 4, 2], 1);
         let keep: Vec<f32> = k0.clone().into_data().to_vec().unwrap();
         let new = rand_tensor([1, 1, 1, 2], 2);
-        let _written = <Flex as InferBackend>::cache_write(k0.clone(), &[0], &[2], new);
+        let _written = <Flex as InferBackend>::cache_write(Kv::Value, k0.clone(), &[0], &[2], new);
         let after: Vec<f32> = k0.into_data().to_vec().unwrap();
         assert_eq!(keep, after);
     }

@@ -143,6 +143,9 @@ pub struct HfConfig {
     rope_theta: f64,
     #[serde(default)]
     rope_scaling: Option<serde_json::Value>,
+    /// transformers >= 5 writes `rope_theta` and the scaling here instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rope_parameters: Option<serde_json::Value>,
     #[serde(default = "default_max_pos")]
     max_position_embeddings: usize,
     #[serde(default)]
@@ -202,7 +205,18 @@ impl HfConfig {
                 return Err(bad(format!("hidden_act = {act:?}, expected \"silu\" (SwiGLU)")));
             }
         }
-        let rope_scaling = match &self.rope_scaling {
+        let mut rope_theta = self.rope_theta;
+        let mut scaling = self.rope_scaling.clone();
+        if let Some(p) = &self.rope_parameters {
+            if let Some(t) = p.get("rope_theta").and_then(|t| t.as_f64()) {
+                rope_theta = t;
+            }
+            let kind = p.get("rope_type").and_then(|t| t.as_str()).unwrap_or("default");
+            if kind != "default" {
+                scaling = Some(p.clone());
+            }
+        }
+        let rope_scaling = match &scaling {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => {
                 let kind =
@@ -227,7 +241,7 @@ impl HfConfig {
             num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
             head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
             rms_norm_eps: self.rms_norm_eps,
-            rope_theta: self.rope_theta,
+            rope_theta,
             rope_scaling,
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
@@ -257,6 +271,7 @@ impl HfConfig {
                 v["rope_type"] = "llama3".into();
                 v
             }),
+            rope_parameters: None,
             max_position_embeddings: cfg.max_position_embeddings,
             tie_word_embeddings: Some(cfg.tie_word_embeddings),
             attention_bias: Some(cfg.attention_bias),

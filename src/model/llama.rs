@@ -14,7 +14,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::backend::{grouped_causal_mask, masked_grouped_attention, InferBackend};
+use super::backend::{grouped_causal_mask, masked_grouped_attention, InferBackend, Kv};
 use super::config::LlamaConfig;
 use super::rope::{Rope, RopeAt};
 use crate::rng::Stream;
@@ -108,7 +108,7 @@ pub struct Llama<B: Backend> {
     pub config: LlamaConfig,
 }
 
-/// Key/value cache of one layer: `[batch, kv_heads, capacity, head_dim]` each.
+/// Key/value cache of one layer (layout chosen by the backend, see `backend::Kv`).
 #[derive(Clone, Debug)]
 pub struct LayerCache<B: Backend> {
     /// Keys (after RoPE).
@@ -238,17 +238,21 @@ impl<B: Backend> Llama<B> {
         }
         self.head(x)
     }
-
-    /// An empty cache for `batch` rows of `capacity` positions.
-    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> Vec<LayerCache<B>> {
-        let shape = [batch, self.config.num_kv_heads, capacity, self.config.head_dim];
-        (0..self.config.num_layers)
-            .map(|_| LayerCache { k: Tensor::zeros(shape, device), v: Tensor::zeros(shape, device) })
-            .collect()
-    }
 }
 
 impl<B: InferBackend> Llama<B> {
+    /// An empty cache for `batch` sequences of `capacity` positions (layout chosen by the
+    /// backend).
+    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> Vec<LayerCache<B>> {
+        let (h, d) = (self.config.num_kv_heads, self.config.head_dim);
+        (0..self.config.num_layers)
+            .map(|_| LayerCache {
+                k: B::kv_cache(Kv::Key, batch, h, capacity, d, device),
+                v: B::kv_cache(Kv::Value, batch, h, capacity, d, device),
+            })
+            .collect()
+    }
+
     /// Incremental forward with a key/value cache of several slots.
     ///
     /// Row `r` of `tokens: [rows, seq]` continues the sequence in cache slot `slots[r]` at
@@ -272,8 +276,8 @@ impl<B: InferBackend> Llama<B> {
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {
             let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
-            let kc = B::cache_write(lc.k, slots, starts, k);
-            let vc = B::cache_write(lc.v, slots, starts, v);
+            let kc = B::cache_write(Kv::Key, lc.k, slots, starts, k);
+            let vc = B::cache_write(Kv::Value, lc.v, slots, starts, v);
             x = layer.forward(x, &self.config, &ropes, |q| B::cached_attention(q, &kc, &vc, slots, starts));
             out.push(LayerCache { k: kc, v: vc });
         }

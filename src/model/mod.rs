@@ -2,7 +2,9 @@
 
 pub mod backend;
 pub mod config;
+pub mod gguf;
 pub mod llama;
+pub mod load;
 pub mod rope;
 pub mod tokenizer;
 pub mod weights;

@@ -302,15 +302,24 @@ pub fn save_checkpoint<B: Backend>(model: &Llama<B>, tokenizer: &Tokenizer, dir:
     Ok(())
 }
 
+/// Loads the weights of a Hugging Face folder (`config.json` + safetensors).
+pub fn load_hf_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<(Llama<B>, HfConfig)> {
+    let (cfg, hf) = HfConfig::load(&dir.join("config.json"))?;
+    let mut src = SafetensorsSource::open(dir)?;
+    Ok((build_llama::<B>(&cfg, &mut src, device, dtype)?, hf))
+}
+
 /// Loads a checkpoint folder (Hugging Face layout) with its tokenizer.
 pub fn load_hf_dir<B: Backend>(
     dir: &Path,
     device: &B::Device,
     dtype: DType,
 ) -> Result<(Llama<B>, Tokenizer)> {
-    let (cfg, hf) = HfConfig::load(&dir.join("config.json"))?;
-    let mut src = SafetensorsSource::open(dir)?;
-    let model = build_llama::<B>(&cfg, &mut src, device, dtype)?;
+    let (model, hf) = load_hf_model::<B>(dir, device, dtype)?;
     let ids = |v: &Option<serde_json::Value>| -> Vec<u32> {
         match v {
             Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),

@@ -53,6 +53,23 @@ pub fn render(template: Template, kind: TaskKind, question: &str) -> String {
     }
 }
 
+/// A single user turn with the assistant turn left open (no task instruction): for
+/// `runner generate --chat`.
+pub fn chat_turn(template: Template, message: &str) -> String {
+    match template {
+        Template::Plain => message.to_string(),
+        Template::Llama3 => format!(
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{message}\
+             <|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        ),
+        Template::Deepseek => format!("<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>User: {message}\n\nAssistant: "),
+        Template::Chatml => format!(
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+             <|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,470 @@
+//! GGUF (llama.cpp's file format, version 2 and 3) for Llama-architecture models: metadata,
+//! tensors dequantised to f32 (F32, F16, BF16, Q4_0, Q4_1, Q8_0), the tokenizer rebuilt from the
+//! embedded vocabulary and merges, and the architecture from `llama.*` keys.
+//!
+//! llama.cpp's converter permutes the rows of `attn_q` / `attn_k` for its interleaved RoPE;
+//! [`GgufSource`] undoes that so tensors come out in the Hugging Face layout.
+//! Format reference: ggml's `docs/gguf.md` (header, typed key/values, tensor infos, aligned data).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::config::LlamaConfig;
+use super::tokenizer::Tokenizer;
+use super::weights::{HostTensor, WeightSource};
+use crate::error::{Error, Result};
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Any unsigned integer type.
+    U(u64),
+    /// Any signed integer type.
+    I(i64),
+    /// f32 or f64.
+    F(f64),
+    /// bool.
+    Bool(bool),
+    /// UTF-8 string.
+    Str(String),
+    /// Array of values.
+    Array(Vec<Value>),
+}
+
+impl Value {
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::U(u) => Some(*u),
+            Value::I(i) if *i >= 0 => Some(*i as u64),
+            _ => None,
+        }
+    }
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::F(f) => Some(*f),
+            Value::U(u) => Some(*u as f64),
+            Value::I(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+
+struct TensorInfo {
+    dims: Vec<usize>,
+    kind: u32,
+    offset: usize,
+}
+
+/// A parsed GGUF file (memory-mapped).
+pub struct Gguf {
+    path: PathBuf,
+    map: memmap2::Mmap,
+    /// Metadata key/values.
+    pub meta: HashMap<String, Value>,
+    tensors: HashMap<String, TensorInfo>,
+    data_start: usize,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn bad(&self, what: &str) -> Error {
+        Error::Checkpoint {
+            path: self.path.to_path_buf(),
+            message: format!("malformed GGUF at byte {}: {what}", self.i),
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.i + n > self.b.len() {
+            return Err(self.bad("unexpected end of file"));
+        }
+        let s = &self.b[self.i..self.i + n];
+        self.i += n;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.u64()? as usize;
+        let s = self.take(n)?;
+        String::from_utf8(s.to_vec()).map_err(|_| self.bad("string is not UTF-8"))
+    }
+    fn value(&mut self, kind: u32) -> Result<Value> {
+        Ok(match kind {
+            0 => Value::U(self.take(1)?[0] as u64),
+            1 => Value::I(self.take(1)?[0] as i8 as i64),
+            2 => Value::U(u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as u64),
+            3 => Value::I(i16::from_le_bytes(self.take(2)?.try_into().expect("2")) as i64),
+            4 => Value::U(self.u32()? as u64),
+            5 => Value::I(self.u32()? as i32 as i64),
+            6 => Value::F(f32::from_le_bytes(self.take(4)?.try_into().expect("4")) as f64),
+            7 => Value::Bool(self.take(1)?[0] != 0),
+            8 => Value::Str(self.string()?),
+            9 => {
+                let inner = self.u32()?;
+                let n = self.u64()? as usize;
+                let mut v = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    v.push(self.value(inner)?);
+                }
+                Value::Array(v)
+            }
+            10 => Value::U(self.u64()?),
+            11 => Value::I(self.u64()? as i64),
+            12 => Value::F(f64::from_le_bytes(self.take(8)?.try_into().expect("8"))),
+            other => return Err(self.bad(&format!("unknown value type {other}"))),
+        })
+    }
+}
+
+impl Gguf {
+    /// Opens and parses the header of a GGUF file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: read-only mapping of a file not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let mut r = Reader { b: &map, i: 0, path };
+        if r.take(4)? != b"GGUF" {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "not a GGUF file (bad magic)".into(),
+            });
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("GGUF version {version}; expected 2 or 3"),
+            });
+        }
+        let n_tensors = r.u64()? as usize;
+        let n_kv = r.u64()? as usize;
+        let mut meta = HashMap::new();
+        for _ in 0..n_kv {
+            let k = r.string()?;
+            let kind = r.u32()?;
+            meta.insert(k, r.value(kind)?);
+        }
+        let mut tensors = HashMap::new();
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let nd = r.u32()? as usize;
+            let dims = (0..nd).map(|_| r.u64().map(|d| d as usize)).collect::<Result<Vec<_>>>()?;
+            let kind = r.u32()?;
+            let offset = r.u64()? as usize;
+            tensors.insert(name, TensorInfo { dims, kind, offset });
+        }
+        let align = meta.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        let data_start = r.i.div_ceil(align) * align;
+        let _ = r;
+        Ok(Self { path: path.to_path_buf(), map, meta, tensors, data_start })
+    }
+
+    fn u(&self, key: &str) -> Result<usize> {
+        self.meta.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| Error::Checkpoint {
+            path: self.path.clone(),
+            message: format!("missing integer metadata {key}"),
+        })
+    }
+
+    /// The architecture from `llama.*` metadata.
+    pub fn config(&self, context: usize) -> Result<LlamaConfig> {
+        let arch = match self.meta.get("general.architecture") {
+            Some(Value::Str(s)) => s.clone(),
+            _ => String::new(),
+        };
+        if arch != "llama" {
+            return Err(Error::Checkpoint {
+                path: self.path.clone(),
+                message: format!("general.architecture = {arch:?}; expected \"llama\""),
+            });
+        }
+        let hidden = self.u("llama.embedding_length")?;
+        let heads = self.u("llama.attention.head_count")?;
+        let vocab = match self.meta.get("tokenizer.ggml.tokens") {
+            Some(Value::Array(t)) => t.len(),
+            _ => self.u("llama.vocab_size")?,
+        };
+        let cfg = LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: self.u("llama.feed_forward_length")?,
+            num_layers: self.u("llama.block_count")?,
+            num_heads: heads,
+            num_kv_heads: self.u("llama.attention.head_count_kv").unwrap_or(heads),
+            head_dim: self.u("llama.rope.dimension_count").unwrap_or(hidden / heads.max(1)),
+            rms_norm_eps: self
+                .meta
+                .get("llama.attention.layer_norm_rms_epsilon")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-5),
+            rope_theta: self.meta.get("llama.rope.freq_base").and_then(Value::as_f64).unwrap_or(10_000.0),
+            rope_scaling: None,
+            max_position_embeddings: self.u("llama.context_length").unwrap_or(context),
+            tie_word_embeddings: !self.tensors.contains_key("output.weight"),
+            attention_bias: self.tensors.contains_key("blk.0.attn_q.bias"),
+            mlp_bias: false,
+        };
+        cfg.validate(&self.path)?;
+        Ok(cfg)
+    }
+
+    /// The tokenizer described by `tokenizer.ggml.*` (byte-level BPE, `gpt2` model).
+    pub fn tokenizer(&self) -> Result<Tokenizer> {
+        use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+        use tokenizers::models::bpe::BPE;
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        use tokenizers::pre_tokenizers::digits::Digits;
+        use tokenizers::pre_tokenizers::sequence::Sequence;
+        use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+        let bad = |m: String| Error::Checkpoint { path: self.path.clone(), message: m };
+        match self.meta.get("tokenizer.ggml.model") {
+            Some(Value::Str(m)) if m == "gpt2" => {}
+            other => {
+                return Err(bad(format!(
+                    "tokenizer.ggml.model = {other:?}; only \"gpt2\" (byte-level BPE) is supported"
+                )))
+            }
+        }
+        let strings = |key: &str| -> Result<Vec<String>> {
+            match self.meta.get(key) {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| match v {
+                        Value::Str(s) => Ok(s.clone()),
+                        _ => Err(bad(format!("{key} holds a non-string"))),
+                    })
+                    .collect(),
+                _ => Err(bad(format!("missing {key}"))),
+            }
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+            .into_iter()
+            .filter_map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+            .collect();
+        let types: Vec<u64> = match self.meta.get("tokenizer.ggml.token_type") {
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+            _ => vec![1; tokens.len()],
+        };
+        let vocab: tokenizers::models::bpe::Vocab =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| bad(format!("cannot build BPE: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        // Digits one by one, then GPT-2's byte-level split (llama.cpp pre-tokenizer "smollm";
+        // also right for plain "gpt2" vocabularies, which never merge across digits groups).
+        let split_digits =
+            matches!(self.meta.get("tokenizer.ggml.pre"), Some(Value::Str(p)) if p == "smollm");
+        let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+        let pre = if split_digits {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                byte_level,
+            ]))
+        } else {
+            byte_level
+        };
+        inner.with_pre_tokenizer(Some(pre));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        // Control (3) and user-defined (4) tokens are matched whole in the text.
+        let added = |kind: u64| -> Vec<tokenizers::AddedToken> {
+            tokens
+                .iter()
+                .zip(&types)
+                .filter(|(_, t)| **t == kind)
+                .map(|(s, _)| tokenizers::AddedToken::from(s.clone(), kind == 3))
+                .collect()
+        };
+        inner.add_special_tokens(added(3)).map_err(|e| bad(format!("cannot add special tokens: {e}")))?;
+        inner.add_tokens(added(4)).map_err(|e| bad(format!("cannot add user tokens: {e}")))?;
+        let id = |k: &str| self.meta.get(k).and_then(Value::as_u64).map(|v| v as u32);
+        let eos = id("tokenizer.ggml.eos_token_id").into_iter().collect();
+        Ok(Tokenizer::with_specials(inner, id("tokenizer.ggml.bos_token_id"), eos))
+    }
+
+    /// Dequantised values of tensor `name` with its ggml dims (`dims[0]` fastest).
+    pub fn tensor_f32(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+        let Some(t) = self.tensors.get(name) else { return Ok(None) };
+        let n: usize = t.dims.iter().product();
+        let start = self.data_start + t.offset;
+        let bad =
+            |m: String| Error::Checkpoint { path: self.path.clone(), message: format!("tensor {name}: {m}") };
+        let (block, bytes_per_block) = match t.kind {
+            0 => (1, 4),
+            1 | 30 => (1, 2),
+            2 => (32, 18),
+            3 => (32, 20),
+            8 => (32, 34),
+            other => {
+                return Err(bad(format!(
+                    "ggml type {other} is not supported (F32, F16, BF16, Q4_0, Q4_1, Q8_0 are)"
+                )))
+            }
+        };
+        if n % block != 0 {
+            return Err(bad(format!("{n} values are not whole blocks of {block}")));
+        }
+        let len = n / block * bytes_per_block;
+        let raw = self
+            .map
+            .get(start..start + len)
+            .ok_or_else(|| bad("data runs past the end of the file".into()))?;
+        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let mut out = Vec::with_capacity(n);
+        match t.kind {
+            0 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            1 => out.extend(raw.chunks_exact(2).map(f16)),
+            30 => out.extend(raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+            2 => {
+                for blk in raw.chunks_exact(18) {
+                    let d = f16(&blk[0..2]);
+                    let qs = &blk[2..18];
+                    out.extend(qs.iter().map(|q| ((q & 0x0f) as i32 - 8) as f32 * d));
+                    out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
+                }
+            }
+            3 => {
+                for blk in raw.chunks_exact(20) {
+                    let (d, m) = (f16(&blk[0..2]), f16(&blk[2..4]));
+                    let qs = &blk[4..20];
+                    out.extend(qs.iter().map(|q| (q & 0x0f) as f32 * d + m));
+                    out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
+                }
+            }
+            8 => {
+                for blk in raw.chunks_exact(34) {
+                    let d = f16(&blk[0..2]);
+                    out.extend(blk[2..34].iter().map(|&q| q as i8 as f32 * d));
+                }
+            }
+            _ => unreachable!("checked above"),
+        }
+        Ok(Some((t.dims.clone(), out)))
+    }
+}
+
+/// Undoes llama.cpp's q/k row permutation: GGUF row `h * hd + 2 i + j` holds Hugging Face row
+/// `h * hd + j * hd / 2 + i`.
+pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32> {
+    let hd = rows / heads;
+    let mut out = vec![0f32; data.len()];
+    for h in 0..heads {
+        for i in 0..hd / 2 {
+            for j in 0..2 {
+                let src = h * hd + 2 * i + j;
+                let dst = h * hd + j * (hd / 2) + i;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// A [`WeightSource`] over a GGUF file, answering Hugging Face names.
+pub struct GgufSource<'a> {
+    gguf: &'a Gguf,
+    cfg: LlamaConfig,
+}
+
+impl<'a> GgufSource<'a> {
+    /// Source for `gguf` with architecture `cfg`.
+    pub fn new(gguf: &'a Gguf, cfg: LlamaConfig) -> Self {
+        Self { gguf, cfg }
+    }
+}
+
+fn gguf_name(hf: &str) -> Option<String> {
+    if hf == "model.embed_tokens.weight" {
+        return Some("token_embd.weight".into());
+    }
+    if hf == "model.norm.weight" {
+        return Some("output_norm.weight".into());
+    }
+    if hf == "lm_head.weight" {
+        return Some("output.weight".into());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, kind) = rest.rsplit_once('.')?;
+    let short = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{short}.{kind}"))
+}
+
+impl WeightSource for GgufSource<'_> {
+    fn origin(&self) -> &Path {
+        &self.gguf.path
+    }
+
+    fn take(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(gname) = gguf_name(name) else { return Ok(None) };
+        let Some((dims, data)) = self.gguf.tensor_f32(&gname)? else { return Ok(None) };
+        // ggml dims are fastest-first; row-major shape is the reverse.
+        let shape: Vec<usize> = dims.iter().rev().copied().collect();
+        let data = if gname.ends_with("attn_q.weight") {
+            unpermute_rows(&data, shape[0], shape[1], self.cfg.num_heads)
+        } else if gname.ends_with("attn_k.weight") {
+            unpermute_rows(&data, shape[0], shape[1], self.cfg.num_kv_heads)
+        } else {
+            data
+        };
+        Ok(Some(HostTensor { shape, data }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // llama.cpp: w.reshape(heads, 2, hd/2, cols).swapaxes(1, 2).reshape(rows, cols)
+        let (heads, hd, cols) = (2, 4, 1);
+        let hf: Vec<f32> = (0..(heads * hd * cols)).map(|x| x as f32).collect();
+        let mut gguf = vec![0f32; hf.len()];
+        for h in 0..heads {
+            for j in 0..2 {
+                for i in 0..hd / 2 {
+                    // source index (h, j, i) -> destination (h, i, j)
+                    gguf[h * hd + i * 2 + j] = hf[h * hd + j * (hd / 2) + i];
+                }
+            }
+        }
+        assert_eq!(unpermute_rows(&gguf, heads * hd, cols, heads), hf);
+    }
+
+    #[test]
+    fn names_map_to_gguf() {
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.q_proj.weight").as_deref(),
+            Some("blk.3.attn_q.weight")
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.post_attention_layernorm.weight").as_deref(),
+            Some("blk.0.ffn_norm.weight")
+        );
+        assert_eq!(gguf_name("model.embed_tokens.weight").as_deref(), Some("token_embd.weight"));
+        assert_eq!(gguf_name("something.else"), None);
+    }
+}

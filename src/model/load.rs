@@ -1,0 +1,119 @@
+//! Model specifications (`preset:tiny`, a Hugging Face or checkpoint folder, a `.gguf` file)
+//! and loading them with their tokenizer and prompt template.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::DType;
+
+use super::config::LlamaConfig;
+use super::gguf::{Gguf, GgufSource};
+use super::tokenizer::Tokenizer;
+use super::weights::{build_llama, load_hf_dir};
+use super::Llama;
+use crate::error::{Error, Result};
+use crate::task::prompt::Template;
+
+/// Where a model comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSpec {
+    /// A built-in architecture with random weights from `seed`.
+    Preset {
+        /// Preset name ("tiny").
+        name: String,
+        /// Initialisation seed.
+        seed: u64,
+    },
+    /// A folder with `config.json`, safetensors and `tokenizer.json`.
+    HfDir(PathBuf),
+    /// A GGUF file.
+    Gguf(PathBuf),
+}
+
+impl ModelSpec {
+    /// Parses `preset:tiny`, `preset:tiny:SEED`, a path to a `.gguf` file or a folder.
+    pub fn parse(spec: &str) -> Result<Self> {
+        if let Some(rest) = spec.strip_prefix("preset:") {
+            let (name, seed) = match rest.split_once(':') {
+                Some((n, s)) => (
+                    n,
+                    s.parse().map_err(|_| Error::Argument {
+                        arg: "--model".into(),
+                        found: format!("{spec:?}"),
+                        expected: "preset:NAME or preset:NAME:SEED with an integer seed".into(),
+                    })?,
+                ),
+                None => (rest, 0),
+            };
+            if name != "tiny" {
+                return Err(Error::Argument {
+                    arg: "--model".into(),
+                    found: format!("{spec:?}"),
+                    expected: "preset:tiny".into(),
+                });
+            }
+            return Ok(ModelSpec::Preset { name: name.into(), seed });
+        }
+        let p = PathBuf::from(spec);
+        if p.is_file() && p.extension().is_some_and(|e| e == "gguf") {
+            Ok(ModelSpec::Gguf(p))
+        } else if p.is_dir() {
+            Ok(ModelSpec::HfDir(p))
+        } else {
+            Err(Error::Argument {
+                arg: "--model".into(),
+                found: format!("{spec:?}"),
+                expected:
+                    "preset:tiny, a .gguf file, or a folder with config.json, safetensors and tokenizer.json"
+                        .into(),
+            })
+        }
+    }
+}
+
+/// The prompt template a tokenizer's special tokens imply.
+pub fn template_for(tokenizer: &Tokenizer) -> Template {
+    let has = |t: &str| tokenizer.inner().token_to_id(t).is_some();
+    if has("<|start_header_id|>") {
+        Template::Llama3
+    } else if has("<|im_start|>") {
+        Template::Chatml
+    } else if has("<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>") {
+        Template::Deepseek
+    } else {
+        Template::Plain
+    }
+}
+
+/// Loads a model on `device` in `dtype`; `context` sizes preset models and bounds the others.
+pub fn load_model<B: Backend>(
+    spec: &ModelSpec,
+    context: usize,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<(Llama<B>, Tokenizer)> {
+    match spec {
+        ModelSpec::Preset { seed, .. } => {
+            let tokenizer = Tokenizer::char_level();
+            let cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);
+            Ok((Llama::init(&cfg, *seed, device), tokenizer))
+        }
+        ModelSpec::HfDir(dir) => load_hf_dir(dir, device, dtype),
+        ModelSpec::Gguf(path) => load_gguf(path, context, device, dtype),
+    }
+}
+
+/// Loads a GGUF file (weights dequantised to f32, then cast to `dtype`).
+pub fn load_gguf<B: Backend>(
+    path: &Path,
+    context: usize,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<(Llama<B>, Tokenizer)> {
+    let g = Gguf::open(path)?;
+    let cfg = g.config(context)?;
+    let tokenizer = g.tokenizer()?;
+    let mut src = GgufSource::new(&g, cfg.clone());
+    let model = build_llama::<B>(&cfg, &mut src, device, dtype)?;
+    Ok((model, tokenizer))
+}

@@ -1,0 +1,109 @@
+//! The `runner` binary end to end: exit codes, messages, determinism across processes.
+
+use std::path::Path;
+use std::process::Command;
+
+fn runner(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUNNER_MCTS__ALPHA")
+        .output()
+        .expect("runner starts");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn plan_prints_provenance() {
+    let (ok, out, err) = runner(&["plan", "experiments/tiny_arith.toml", "--set", "mcts.alpha=0.5"]);
+    assert!(ok, "{err}");
+    let line =
+        |k: &str| out.lines().find(|l| l.starts_with(&format!("{k} = "))).unwrap_or_default().to_string();
+    assert!(line("preset").contains("experiments/tiny_arith.toml"), "{out}");
+    assert!(line("alpha").contains("--set mcts.alpha"), "{out}");
+    assert!(line("c_ucb").contains("built-in defaults"), "{out}");
+    assert!(line("samples_per_problem").contains("baselines/rft.toml"), "{out}");
+}
+
+#[test]
+fn typo_in_a_copied_experiment_fails_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/tiny_arith.toml"))
+            .unwrap();
+    let copy = dir.path().join("copy.toml");
+    std::fs::write(&copy, text.replace("[mcts]\n", "[mcts]\nalpah = 1\n")).unwrap();
+    let (ok, _, err) = runner(&["plan", copy.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("copy.toml") && err.contains("`mcts.alpah`"), "{err}");
+    let (ok, _, err) = runner(&[copy.to_str().unwrap()]);
+    assert!(!ok && err.contains("mcts.alpah"), "{err}");
+}
+
+#[test]
+fn bad_set_values_fail_naming_the_flag_and_key() {
+    let (ok, _, err) = runner(&["plan", "experiments/tiny_arith.toml", "--set", "mcts.rollouts=0"]);
+    assert!(
+        !ok && err.contains("--set mcts.rollouts")
+            && err.contains("`mcts.rollouts`")
+            && err.contains("found 0"),
+        "{err}"
+    );
+    let (ok, _, err) = runner(&["plan", "experiments/tiny_arith.toml", "--set", "mcts.rollouts=\"many\""]);
+    assert!(!ok && err.contains("`mcts.rollouts`") && err.contains("string"), "{err}");
+}
+
+#[test]
+fn sweep_plan_lists_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/tiny_arith.toml"))
+            .unwrap();
+    let exp_dir = dir.path().join("experiments");
+    std::fs::create_dir_all(&exp_dir).unwrap();
+    let copy = exp_dir.join("sweep.toml");
+    std::fs::write(
+        &copy,
+        format!("{text}\n[sweep]\n\"mcts.alpha\" = [0.5, 1.0]\n\"mcts.rollouts\" = [8, 16]\n"),
+    )
+    .unwrap();
+    // Baselines are found next to the experiments folder or in the working directory.
+    let (ok, out, err) = runner(&["plan", copy.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("# 4 run(s):"), "{out}");
+    for label in ["mcts.alpha=0.5,mcts.rollouts=8", "mcts.alpha=1,mcts.rollouts=16"] {
+        assert!(out.contains(label), "{out}");
+    }
+}
+
+#[test]
+fn generation_is_identical_across_processes() {
+    let args = [
+        "generate",
+        "--model",
+        "preset:tiny:3",
+        "--prompt",
+        "Ann has 3 pens.\n\n",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "9",
+        "--max-tokens",
+        "48",
+    ];
+    let (ok1, a, e1) = runner(&args);
+    let (ok2, b, _) = runner(&args);
+    assert!(ok1 && ok2, "{e1}");
+    assert_eq!(a, b);
+    assert!(a.contains("\"completion\""));
+}
+
+#[test]
+fn bad_model_spec_is_explained() {
+    let (ok, _, err) = runner(&["generate", "--model", "/no/such/model", "--prompt", "x"]);
+    assert!(!ok && err.contains("--model") && err.contains("/no/such/model"), "{err}");
+}
