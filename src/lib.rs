@@ -5,10 +5,12 @@ pub mod cli;
 pub mod cli_model;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod rng;
 pub mod task;
+pub mod train;
 pub mod util;
 
 pub use error::{Error, Result};

@@ -191,6 +191,9 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     };
     c.at_least("model.context", m.context, 16)?;
     let t = &m.tiny;
+    if t.vocab != "words" && t.vocab != "chars" {
+        return Err(c.fail("model.tiny.vocab", format!("{:?}", t.vocab), "\"words\" or \"chars\""));
+    }
     c.at_least("model.tiny.hidden_size", t.hidden_size, 2)?;
     c.at_least("model.tiny.intermediate_size", t.intermediate_size, 1)?;
     c.at_least("model.tiny.layers", t.layers, 1)?;

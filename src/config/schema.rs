@@ -96,6 +96,10 @@ pub enum Dtype {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TinyArch {
+    /// Vocabulary: "words" (task words and numbers as tokens) or "chars".
+    pub vocab: String,
+    /// Output head tied to the embedding.
+    pub tie_embeddings: bool,
     /// Model width.
     pub hidden_size: usize,
     /// SwiGLU width.

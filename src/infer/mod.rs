@@ -5,3 +5,24 @@ pub mod prefix;
 pub mod sampling;
 
 pub use engine::{Completion, Engine, Finish, Request, Stats, Stop};
+
+use crate::error::Result;
+use crate::model::tokenizer::Tokenizer;
+use crate::task::prompt::{render, Template};
+use crate::task::TaskKind;
+
+/// Token ids of the prompt for `question`: the rendered template, preceded by the BOS token
+/// for the plain template (chat templates write their own).
+pub fn encode_prompt(
+    tok: &Tokenizer,
+    template: Template,
+    kind: TaskKind,
+    question: &str,
+) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    if template == Template::Plain {
+        ids.extend(tok.bos);
+    }
+    ids.extend(tok.encode(&render(template, kind, question))?);
+    Ok(ids)
+}

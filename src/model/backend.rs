@@ -81,7 +81,9 @@ pub trait InferBackend: Backend {
         len: usize,
     ) -> Tensor<Self, 4> {
         let _ = kind;
-        cache.clone().narrow(0, slot, 1).narrow(2, start, len).swap_dims(1, 2)
+        // `* 1` materialises a copy on every backend and is exact for every value: a view would
+        // keep the whole cache buffer shared, and the next in-place write would copy all of it.
+        cache.clone().narrow(0, slot, 1).narrow(2, start, len).swap_dims(1, 2).mul_scalar(1.0)
     }
 
     /// Causal attention of `q: [rows, len, heads, dim]` against the caches: query `(r, t)`
@@ -234,10 +236,13 @@ impl InferBackend for Flex {
         len: usize,
     ) -> Tensor<Self, 4> {
         let view = cache.clone().narrow(0, slot, 1);
-        match kind {
+        let view = match kind {
             Kv::Value => view.narrow(2, start, len).swap_dims(1, 2),
             Kv::Key => view.narrow(3, start, len).permute([0, 3, 1, 2]),
-        }
+        };
+        // An owned compact copy: a view would keep the whole cache buffer shared.
+        let t: FlexTensor = view.into_primitive().tensor();
+        from_flex(FlexTensor::from_data(t.into_data()))
     }
 
     fn cached_attention(

@@ -94,8 +94,9 @@ pub fn load_model<B: Backend>(
 ) -> Result<(Llama<B>, Tokenizer)> {
     match spec {
         ModelSpec::Preset { seed, .. } => {
-            let tokenizer = Tokenizer::char_level();
-            let cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);
+            let tokenizer = Tokenizer::word_level(&crate::task::arith::words());
+            let mut cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);
+            cfg.tie_word_embeddings = true;
             Ok((Llama::init(&cfg, *seed, device), tokenizer))
         }
         ModelSpec::HfDir(dir) => load_hf_dir(dir, device, dtype),

@@ -86,6 +86,20 @@ impl<B: Backend> Rope<B> {
         Self { cos, sin, dim: d, len, rotate: Tensor::from_data(TensorData::new(r, [d, d]), device) }
     }
 
+    /// The same tables for the inner (non-autodiff) backend.
+    pub fn inner(&self) -> Rope<B::InnerBackend>
+    where
+        B: burn::tensor::backend::AutodiffBackend,
+    {
+        Rope {
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            dim: self.dim,
+            len: self.len,
+            rotate: self.rotate.clone().inner(),
+        }
+    }
+
     /// Number of positions covered.
     pub fn len(&self) -> usize {
         self.len

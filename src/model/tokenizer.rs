@@ -54,6 +54,53 @@ impl Tokenizer {
         Self { inner, bos: Some(1), eos: vec![2] }
     }
 
+    /// Word-level vocabulary for the tiny model on the synthetic task: the given words (with
+    /// and without a leading space), numbers 0..=999 (with and without a leading space), the
+    /// blank line, every printable ASCII character and newline, and 4 specials. A regex
+    /// pre-tokenizer isolates those pieces (known words as whole tokens, numbers in runs of at
+    /// most 3 digits, anything else character by character), so every ASCII text encodes
+    /// losslessly and the model reads a synthetic problem in about a third of the positions
+    /// a character-level vocabulary needs.
+    pub fn word_level(words: &[&str]) -> Self {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+        use tokenizers::SplitDelimiterBehavior;
+        let mut pieces: Vec<String> = CHAR_SPECIALS.iter().map(|s| s.to_string()).collect();
+        pieces.extend(std::iter::once('\n').chain((32u8..=126).map(char::from)).map(String::from));
+        pieces.push("\n\n".into());
+        for n in 0..1000 {
+            pieces.push(n.to_string());
+            pieces.push(format!(" {n}"));
+        }
+        let mut sorted: Vec<&str> = words.to_vec();
+        sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        sorted.dedup();
+        for w in &sorted {
+            pieces.push(w.to_string());
+            pieces.push(format!(" {w}"));
+        }
+        let mut vocab = tokenizers::models::bpe::Vocab::new();
+        for p in pieces {
+            let id = vocab.len() as u32;
+            vocab.entry(p).or_insert(id);
+        }
+        let alternation = sorted.iter().map(|w| regex_escape(w)).collect::<Vec<_>>().join("|");
+        let pattern = format!(r"\n\n| ?(?:{alternation})\b| ?[0-9]{{1,3}}|[\s\S]");
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("<unk>".into())
+            .build()
+            .expect("a complete word-level vocabulary always builds");
+        let mut inner = tokenizers::Tokenizer::new(model);
+        let split = Split::new(SplitPattern::Regex(pattern), SplitDelimiterBehavior::Isolated, false)
+            .expect("the word pattern is a valid regex");
+        inner.with_pre_tokenizer(Some(split));
+        inner.with_decoder(Some(Fuse::new()));
+        let specials: Vec<AddedToken> = CHAR_SPECIALS.iter().map(|s| AddedToken::from(*s, true)).collect();
+        inner.add_special_tokens(specials).expect("adding fixed special tokens cannot fail");
+        Self { inner, bos: Some(1), eos: vec![2] }
+    }
+
     /// Reads a Hugging Face `tokenizer.json`. Special ids come from the caller (config.json or
     /// GGUF metadata); `bos`/`eos` tokens are looked up by name when not given.
     pub fn from_file(path: &Path, bos: Option<u32>, eos: Vec<u32>) -> Result<Self> {
@@ -136,6 +183,12 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| if c.is_ascii_alphanumeric() || c == ' ' { vec![c] } else { vec!['\\', c] })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +203,35 @@ mod tests {
         assert_eq!(t.decode(&ids).unwrap(), text);
         assert_eq!(t.encode("a<eos>").unwrap(), vec![t.encode("a").unwrap()[0], 2]);
         assert_eq!(t.encode("\u{e9}").unwrap(), vec![3]); // unknown -> <unk>
+    }
+
+    #[test]
+    fn word_level_keeps_words_and_numbers_whole_and_round_trips() {
+        let t = Tokenizer::word_level(&["has", "apples", "Ann", "The", "final", "answer", "is", "a"]);
+        let text = "Ann has 12 apples.\n\n12 + 7 = 19\n\nThe final answer is 19.";
+        let ids = t.encode(text).unwrap();
+        let pieces: Vec<String> = ids.iter().map(|&i| t.token_str(i)).collect();
+        assert_eq!(
+            pieces,
+            [
+                "Ann", " has", " 12", " apples", ".", "\n\n", "12", " +", " 7", " =", " 19", "\n\n", "The",
+                " final", " answer", " is", " 19", "."
+            ]
+            .iter()
+            .flat_map(|p| if *p == " +" || *p == " =" {
+                vec![" ".to_string(), p[1..].to_string()]
+            } else {
+                vec![p.to_string()]
+            })
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(t.decode(&ids).unwrap(), text);
+        // Unknown words fall back to characters; long numbers split in runs of 3 digits.
+        for s in ["hasten away 123456", "a\nb", "x<eos>"] {
+            assert_eq!(t.decode(&t.encode(s).unwrap()).unwrap(), s);
+        }
+        assert_eq!(t.encode(" hasten").unwrap().len(), 7);
+        assert_eq!(t.encode("1234").unwrap().len(), 2);
     }
 
     #[test]

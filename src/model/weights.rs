@@ -35,6 +35,29 @@ pub trait WeightSource {
     fn take(&mut self, name: &str) -> Result<Option<HostTensor>>;
 }
 
+/// Tensors already in memory, by Hugging Face name (e.g. from [`hf_tensors`]).
+pub struct MapSource {
+    map: HashMap<String, HostTensor>,
+    origin: PathBuf,
+}
+
+impl MapSource {
+    /// A source over `(name, tensor)` pairs.
+    pub fn new(tensors: Vec<(String, HostTensor)>) -> Self {
+        Self { map: tensors.into_iter().collect(), origin: PathBuf::from("(memory)") }
+    }
+}
+
+impl WeightSource for MapSource {
+    fn origin(&self) -> &Path {
+        &self.origin
+    }
+
+    fn take(&mut self, name: &str) -> Result<Option<HostTensor>> {
+        Ok(self.map.remove(name))
+    }
+}
+
 /// Safetensors files of a Hugging Face folder, memory-mapped.
 pub struct SafetensorsSource {
     dir: PathBuf,

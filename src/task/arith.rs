@@ -73,6 +73,23 @@ enum Op {
     Div(i64),
 }
 
+/// Words other than names and items that questions and solutions use.
+const WORDS: &[&str] = &[
+    "has", "buys", "finds", "gets", "more", "gives", "away", "loses", "sells", "doubles", "them", "triples",
+    "keeps", "half", "a", "third", "How", "many", "does", "have", "now", "The", "final", "answer", "is",
+];
+
+/// Every word the generator writes (names, pronouns, items, verbs, fixed phrases): the
+/// word-level vocabulary of the tiny model is built from it.
+pub fn words() -> Vec<&'static str> {
+    let mut w: Vec<&str> = NAMES.iter().flat_map(|(n, p)| [*n, *p]).collect();
+    w.extend(ITEMS);
+    w.extend(WORDS);
+    w.sort();
+    w.dedup();
+    w
+}
+
 /// Generates problem `index` of `pool`.
 pub fn generate(spec: &ArithSpec, seed: u64, pool: Pool, index: u64) -> Problem {
     let mut s = Stream::new(seed, "arith", &[pool as u64, index]);

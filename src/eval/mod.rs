@@ -1,0 +1,87 @@
+//! Evaluation: sampled runs over a test set, accuracy per run, mean +- standard error, and
+//! paired comparisons of two methods over the same runs and problems.
+
+pub mod stats;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::infer::{encode_prompt, Engine, Request, Stop};
+use crate::model::backend::InferBackend;
+use crate::rng::Stream;
+use crate::task::prompt::Template;
+use crate::task::{Problem, TaskKind};
+
+/// Sampling settings of an evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Sampling temperature (0 = greedy).
+    pub temperature: f64,
+    /// Nucleus mass.
+    pub top_p: f64,
+    /// New tokens per solution.
+    pub max_tokens: usize,
+}
+
+/// One problem of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Evaluation run.
+    pub run: u64,
+    /// Problem id.
+    pub problem: u64,
+    /// The model's solution.
+    pub completion: String,
+    /// The answer extracted from it.
+    pub extracted: Option<String>,
+    /// Gold answer.
+    pub gold: String,
+    /// Whether they match.
+    pub correct: bool,
+}
+
+/// Solves every problem once (run `run`), each with its own stream `(seed, "eval", [run, id])`
+/// so results do not depend on batching or on which other runs are evaluated.
+#[allow(clippy::too_many_arguments)]
+pub fn run_once<B: InferBackend>(
+    engine: &mut Engine<B>,
+    problems: &[Problem],
+    kind: TaskKind,
+    template: Template,
+    s: &EvalSettings,
+    seed: u64,
+    run: u64,
+    on_done: impl FnMut(),
+) -> Result<Vec<Outcome>> {
+    let mut reqs = Vec::with_capacity(problems.len());
+    for p in problems {
+        let prompt = encode_prompt(&engine.tokenizer, template, kind, &p.question)?;
+        let max = s.max_tokens.min(engine.capacity().saturating_sub(prompt.len() + 1)).max(1);
+        reqs.push(Request {
+            prompt,
+            max_new_tokens: max,
+            temperature: s.temperature,
+            top_p: s.top_p,
+            stop: Stop::Eos,
+            rng: Stream::new(seed, "eval", &[run, p.id]),
+        });
+    }
+    let outs = engine.generate(reqs, on_done)?;
+    Ok(problems
+        .iter()
+        .zip(outs)
+        .map(|(p, c)| {
+            let extracted = kind.extract_answer(&c.text);
+            let correct = extracted.as_deref().is_some_and(|e| kind.answers_match(e, &p.answer));
+            Outcome { run, problem: p.id, completion: c.text, extracted, gold: p.answer.clone(), correct }
+        })
+        .collect())
+}
+
+/// Share of correct outcomes.
+pub fn accuracy(outcomes: &[Outcome]) -> f64 {
+    if outcomes.is_empty() {
+        return 0.0;
+    }
+    outcomes.iter().filter(|o| o.correct).count() as f64 / outcomes.len() as f64
+}

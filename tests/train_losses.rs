@@ -1,0 +1,126 @@
+//! Golden tests of the training losses against PyTorch (float64 reference values made by
+//! tests/fixtures/losses/make_loss_reference.py), the gradient of eq. (2) against PyTorch's,
+//! and one gradient against a finite difference.
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::{Int, Tensor, TensorData};
+use mcts_ps::train::loss::{dpo, nll, sequence_log_probs, token_kl, weighted_nll_kl};
+
+type B = Autodiff<Flex>;
+
+struct Fx {
+    v: serde_json::Value,
+    shape: [usize; 3],
+}
+
+impl Fx {
+    fn load() -> Self {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/losses/losses.json");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let shape = [
+            v["B"].as_u64().unwrap() as usize,
+            v["L"].as_u64().unwrap() as usize,
+            v["V"].as_u64().unwrap() as usize,
+        ];
+        Self { v, shape }
+    }
+    fn f32s(&self, key: &str) -> Vec<f32> {
+        self.v[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    }
+    fn t3(&self, key: &str) -> Tensor<B, 3> {
+        Tensor::from_data(TensorData::new(self.f32s(key), self.shape), &Default::default())
+    }
+    fn targets(&self) -> Tensor<B, 2, Int> {
+        let t: Vec<i64> = self.v["targets"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+        Tensor::from_data(TensorData::new(t, [self.shape[0], self.shape[1]]), &Default::default())
+    }
+    fn mask(&self) -> Tensor<B, 2> {
+        Tensor::from_data(
+            TensorData::new(self.f32s("mask"), [self.shape[0], self.shape[1]]),
+            &Default::default(),
+        )
+    }
+    fn weights(&self) -> Tensor<B, 1> {
+        Tensor::from_data(TensorData::new(self.f32s("weights"), [self.shape[0]]), &Default::default())
+    }
+}
+
+fn scalar(t: Tensor<B, 1>) -> f64 {
+    t.into_data().to_vec::<f32>().unwrap()[0] as f64
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1.0)
+}
+
+#[test]
+fn eq2_weighted_nll_plus_kl_matches_pytorch() {
+    let f = Fx::load();
+    let beta = f.v["beta"].as_f64().unwrap();
+    let loss = weighted_nll_kl(f.t3("logits"), f.t3("ref"), f.targets(), f.mask(), f.weights(), beta);
+    let want = f.v["eq2"].as_f64().unwrap();
+    let got = scalar(loss);
+    assert!(close(got, want, 1e-5), "{got} vs {want}");
+    // Pieces: sequence log-probs and masked KL per sequence.
+    let seq: Vec<f32> =
+        sequence_log_probs(f.t3("logits"), f.targets(), f.mask()).into_data().to_vec().unwrap();
+    for (a, b) in seq.iter().zip(f.v["seq_log_probs"].as_array().unwrap()) {
+        assert!(close(*a as f64, b.as_f64().unwrap(), 1e-5));
+    }
+    let kl: Vec<f32> =
+        (token_kl(f.t3("logits"), f.t3("ref")) * f.mask()).sum_dim(1).into_data().to_vec().unwrap();
+    for (a, b) in kl.iter().zip(f.v["kl_masked"].as_array().unwrap()) {
+        assert!(close(*a as f64, b.as_f64().unwrap(), 1e-5));
+    }
+}
+
+#[test]
+fn eq2_gradient_matches_pytorch_and_a_finite_difference() {
+    let f = Fx::load();
+    let beta = f.v["beta"].as_f64().unwrap();
+    let logits = f.t3("logits").require_grad();
+    let loss = weighted_nll_kl(logits.clone(), f.t3("ref"), f.targets(), f.mask(), f.weights(), beta);
+    let grads = loss.backward();
+    let g: Vec<f32> = logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
+    let want = f.f32s("eq2_grad");
+    let max = g.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max < 1e-6, "max abs grad diff {max}");
+    // Finite difference (central, h = 1e-2, in f32) on a logit of a masked position.
+    let base = f.f32s("logits");
+    let i = 5 * 2 + 3; // batch 0, position 2, vocab 3
+    let eval = |delta: f32| {
+        let mut x = base.clone();
+        x[i] += delta;
+        let t = Tensor::<B, 3>::from_data(TensorData::new(x, f.shape), &Default::default());
+        scalar(weighted_nll_kl(t, f.t3("ref"), f.targets(), f.mask(), f.weights(), beta))
+    };
+    let h = 1e-2;
+    let fd = (eval(h) - eval(-h)) / (2.0 * h as f64);
+    assert!((fd - g[i] as f64).abs() < 1e-3, "finite difference {fd} vs autodiff {}", g[i]);
+    assert!(g[i].abs() > 1e-3, "the checked gradient is not trivially zero");
+}
+
+#[test]
+fn nll_matches_pytorch() {
+    let f = Fx::load();
+    let got = scalar(nll(f.t3("logits"), f.targets(), f.mask()));
+    let want = f.v["nll"].as_f64().unwrap();
+    assert!(close(got, want, 1e-5), "{got} vs {want}");
+}
+
+#[test]
+fn dpo_matches_pytorch_and_the_hand_value() {
+    let f = Fx::load();
+    let d = &f.v["dpo"];
+    let t = |k: &str| -> Tensor<B, 1> {
+        let v: Vec<f32> = d[k].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), &Default::default())
+    };
+    let got = scalar(dpo(t("pc"), t("pr"), t("rc"), t("rr"), d["beta"].as_f64().unwrap()));
+    let want = d["loss"].as_f64().unwrap();
+    assert!(close(got, want, 1e-5), "{got} vs {want}");
+    // By hand: margins -0.1, 0.3, -2.0 times beta 0.1; mean of ln(1 + exp(-x)).
+    let hand = [-0.01f64, 0.03, -0.2].iter().map(|x| (1.0 + (-x).exp()).ln()).sum::<f64>() / 3.0;
+    assert!(close(got, hand, 1e-5), "{got} vs {hand}");
+}
