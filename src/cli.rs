@@ -39,6 +39,13 @@ pub enum Command {
     /// Benchmarks (`runner bench generate ...`).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run MCTS data generation for iteration 1 of an experiment and report its statistics.
+    Mcts(ExperimentArgs),
+    /// Rebuild table.md, table.csv and the plots of a results folder from its artifacts.
+    Table {
+        /// The results folder (`results/<experiment>`).
+        dir: PathBuf,
+    },
 }
 
 /// The benchmarks.
@@ -66,6 +73,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         (Some(Command::Generate(a)), _) => crate::cli_model::generate(&a),
         (Some(Command::Score(a)), _) => crate::cli_model::score(&a),
         (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli_model::bench_generate(&a),
+        (Some(Command::Mcts(a)), _) => crate::cli_mcts::mcts(&load(&a)?),
+        (Some(Command::Table { dir }), _) => crate::pipeline::run::table(&dir),
         (None, Some(file)) => run(&ExperimentArgs { file, set: cli.set }),
         (None, None) => Ok(()),
     }
@@ -87,12 +96,16 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
     println!("# {} run(s):", loaded.runs.len());
     for run in &loaded.runs {
         let label = if run.label.is_empty() { "(single run)" } else { &run.label };
-        println!("#   {label}");
+        let stages = crate::pipeline::run::plan(&run.config);
+        println!("#   {label}: {} stages", stages.len());
+        for s in stages {
+            println!("#     {:<10} {}", s.kind, s.label);
+        }
     }
+    println!("# results: {}", crate::pipeline::run::out_dir(&loaded.runs[0].config).display());
     Ok(())
 }
 
 fn run(a: &ExperimentArgs) -> Result<()> {
-    let _ = load(a)?;
-    Err(crate::Error::Other("the experiment pipeline is not built yet; `runner plan` works".into()))
+    crate::pipeline::run::run_experiment(&load(a)?)
 }

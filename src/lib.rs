@@ -2,13 +2,18 @@
 //! Search" (arXiv 2501.01478). See `../shared/METHOD.md` for the method this crate implements.
 
 pub mod cli;
+pub mod cli_mcts;
 pub mod cli_model;
 pub mod config;
 pub mod error;
 pub mod eval;
 pub mod infer;
+pub mod method;
 pub mod model;
+pub mod pipeline;
+pub mod report;
 pub mod rng;
+pub mod search;
 pub mod task;
 pub mod train;
 pub mod util;

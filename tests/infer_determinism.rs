@@ -133,3 +133,26 @@ fn completions_do_not_depend_on_batch_size_or_prefix_reuse() {
     }
     assert!(base.iter().any(|c| c.finish == mcts_ps::infer::Finish::StepEnd));
 }
+
+/// Regression: rows padded together in one admission forward must stay inside the context
+/// (a row with a long cached prefix and a short rest was padded past the last position).
+#[test]
+fn admission_padding_stays_inside_the_context() {
+    let tok = Tokenizer::char_level();
+    let mut e = Engine::new(model(), tok, 4, 50, 10_000, &Default::default());
+    let req = |prompt: Vec<u32>| Request {
+        prompt,
+        max_new_tokens: 1,
+        temperature: 1.0,
+        top_p: 1.0,
+        stop: Stop::Eos,
+        rng: Stream::new(0, "pad", &[]),
+    };
+    let p: Vec<u32> = (0..47).map(|i| 5 + (i % 50)).collect();
+    e.generate(vec![req(p.clone())], || {}).unwrap();
+    let mut b = p[..46].to_vec();
+    b.extend([60, 61, 62]); // 46 cached + 3 new = 49 positions
+    let c: Vec<u32> = vec![70, 71, 72, 73, 74]; // 5 new positions
+    let out = e.generate(vec![req(b), req(c)], || {}).unwrap();
+    assert_eq!(out.len(), 2);
+}

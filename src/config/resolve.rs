@@ -134,6 +134,14 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
         }
     }
 
+    if !e.paper.is_empty() && crate::report::paper::setup(&e.paper).is_none() {
+        return Err(c.fail(
+            "paper",
+            format!("{:?}", e.paper),
+            &format!("\"\" or one of: {}", crate::report::paper::names().join(", ")),
+        ));
+    }
+
     // [model]
     let m = &e.model;
     let model = match (m.preset.as_str(), m.path.as_str()) {

@@ -25,6 +25,8 @@ pub struct Experiment {
     pub baselines: Vec<String>,
     /// CPU worker threads (0 = all).
     pub threads: usize,
+    /// Paper set-up to show beside ours ("" = none).
+    pub paper: String,
     /// `[model]`.
     pub model: Model,
     /// `[pretrain]`.

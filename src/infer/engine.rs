@@ -326,10 +326,11 @@ impl<B: InferBackend> Engine<B> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         for k in order {
             let len = placed[k].2.prompt.len() - reused[k];
+            // Padding to `len` must stay cheap and inside every row's context.
             let fits = groups.last().is_some_and(|g| {
                 let total: usize =
                     g.iter().map(|&j| placed[j].2.prompt.len() - reused[j]).sum::<usize>() + len;
-                (g.len() + 1) * len * 4 <= total * 5
+                (g.len() + 1) * len * 4 <= total * 5 && g.iter().all(|&j| reused[j] + len <= self.capacity)
             });
             if fits {
                 groups.last_mut().expect("checked").push(k);

@@ -1,0 +1,365 @@
+//! The methods of Table 1 as stages over the shared services: the base model (pretrained for
+//! `preset = "tiny"`), evaluation, zero-shot CoT, RFT, step-level DPO and ours. Every model
+//! is evaluated by the same [`evaluate`] on the same test set and seeds.
+
+pub mod ours;
+pub mod policy;
+pub mod rft;
+pub mod step_dpo;
+
+use std::path::Path;
+
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelSource;
+use crate::error::{Error, Result};
+use crate::eval::{accuracy, run_once, stats, EvalSettings, Outcome};
+use crate::infer::Engine;
+use crate::model::backend::InferBackend;
+use crate::model::load::{load_gguf, template_for};
+use crate::model::tokenizer::Tokenizer;
+use crate::model::weights::{load_hf_dir, save_checkpoint};
+use crate::model::Llama;
+use crate::pipeline::{Ctx, Key, ModelRef};
+use crate::rng::Stream;
+use crate::task::Problem;
+use crate::train::trainer::{Output, Settings};
+
+/// Summary of an evaluation stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSummary {
+    /// Accuracy of each run.
+    pub accuracies: Vec<f64>,
+    /// Mean accuracy.
+    pub mean: f64,
+    /// Standard error over runs.
+    pub se: f64,
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// Summary of a stage that produced a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// The model.
+    pub model: ModelRef,
+    /// Training examples (or pairs) used.
+    pub examples: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Mean training loss of the last epoch.
+    pub final_loss: f64,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
+/// Loads a model for inference.
+pub fn load_infer<AB: AutodiffBackend>(
+    ctx: &Ctx<AB>,
+    m: &ModelRef,
+) -> Result<(Llama<AB::InnerBackend>, Tokenizer)>
+where
+    AB::InnerBackend: InferBackend,
+{
+    if m.path.extension().is_some_and(|e| e == "gguf") {
+        load_gguf::<AB::InnerBackend>(&m.path, ctx.cfg.exp.model.context, &ctx.device, ctx.dtype)
+    } else {
+        load_hf_dir::<AB::InnerBackend>(&m.path, &ctx.device, ctx.dtype)
+    }
+}
+
+/// Loads a model for training.
+pub fn load_train<AB: AutodiffBackend>(ctx: &Ctx<AB>, m: &ModelRef) -> Result<(Llama<AB>, Tokenizer)>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let dev: AB::Device = Default::default();
+    let _ = &ctx.device;
+    if m.path.extension().is_some_and(|e| e == "gguf") {
+        load_gguf::<AB>(&m.path, ctx.cfg.exp.model.context, &dev, ctx.dtype)
+    } else {
+        load_hf_dir::<AB>(&m.path, &dev, ctx.dtype)
+    }
+}
+
+/// An inference engine for a model, with the run's batch size and context.
+pub fn engine<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, m: &ModelRef) -> Result<Engine<AB::InnerBackend>>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let (model, tok) = load_infer(ctx, m)?;
+    if ctx.template.is_none() {
+        ctx.template = Some(template_for(&tok));
+    }
+    let cap = ctx.cfg.exp.model.context;
+    Ok(Engine::new(model, tok, ctx.cfg.exp.infer.batch_size, cap, 128 * cap, &ctx.device))
+}
+
+/// A fingerprint of a user-given model: its path, and each file's size and modification time.
+fn fingerprint(path: &Path) -> Result<String> {
+    let mut parts = vec![path.display().to_string()];
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let mut v: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    for f in files {
+        let m = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?;
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        parts.push(format!("{}:{}:{}", f.display(), m.len(), mtime));
+    }
+    Ok(Key::new("source", &parts).hash)
+}
+
+/// The base model: the pretrained tiny preset (a stage) or the user's checkpoint.
+pub fn base_model<AB: AutodiffBackend>(ctx: &mut Ctx<AB>) -> Result<ModelRef>
+where
+    AB::InnerBackend: InferBackend,
+{
+    match ctx.cfg.model.clone() {
+        ModelSource::Path(p) => Ok(ModelRef { id: fingerprint(&p)?, path: p }),
+        ModelSource::Tiny => {
+            let e = &ctx.cfg.exp;
+            let test_ids: Vec<&str> = ctx.test_set.iter().map(|p| p.question.as_str()).collect();
+            let key = Key::new(
+                "pretrain",
+                &(
+                    &e.model.tiny,
+                    &e.pretrain,
+                    &e.task.arith,
+                    e.seed,
+                    e.model.context,
+                    Key::new("questions", &test_ids).hash,
+                ),
+            );
+            let s: ModelSummary =
+                ctx.stage(&key, "pretrain tiny", |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+                    let e = ctx.cfg.exp.clone();
+                    let exclude = ctx.test_set.iter().map(|p| p.question.clone()).collect();
+                    let bar = ctx.bar(e.pretrain.steps as u64, "pretrain");
+                    let out = Output {
+                        metrics: Some(dir.join("metrics.csv")),
+                        state_dir: Some(dir.join("state")),
+                        save_every: 200,
+                    };
+                    let t0 = std::time::Instant::now();
+                    let (model, tok, rep) = crate::train::pretrain::pretrain_tiny::<AB>(
+                        &e.model.tiny,
+                        &e.task.arith,
+                        &e.pretrain,
+                        e.model.context,
+                        e.seed,
+                        &exclude,
+                        &out,
+                        Some(&bar),
+                    )?;
+                    bar.finish_and_clear();
+                    let ckpt = dir.join("checkpoint");
+                    save_checkpoint(&model, &tok, &ckpt)?;
+                    Ok(ModelSummary {
+                        model: ModelRef { id: key.hash.clone(), path: ckpt },
+                        examples: e.pretrain.problems,
+                        steps: rep.steps,
+                        final_loss: rep.final_loss,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    })
+                })?;
+            Ok(s.model)
+        }
+    }
+}
+
+/// Evaluates `model` on the test set: `eval.runs` sampled runs, each problem with its own
+/// stream `(seed, "eval", [run, problem])`, so every method meets the same draws. Outcomes go
+/// to `eval.jsonl`; each finished run is kept, so an interrupted evaluation resumes.
+pub fn evaluate<AB: AutodiffBackend>(
+    ctx: &mut Ctx<AB>,
+    model: &ModelRef,
+    label: &str,
+) -> Result<(Key, EvalSummary)>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let e = &ctx.cfg.exp;
+    let settings =
+        EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
+    let questions: Vec<(&str, &str)> =
+        ctx.test_set.iter().map(|p| (p.question.as_str(), p.answer.as_str())).collect();
+    let key = Key::new(
+        "eval",
+        &(
+            &model.id,
+            &settings,
+            e.eval.runs,
+            e.seed,
+            ctx.test_kind,
+            &e.model.template,
+            Key::new("test", &questions).hash,
+        ),
+    );
+    let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+        let t0 = std::time::Instant::now();
+        let mut engine = engine(ctx, model)?;
+        let runs = ctx.cfg.exp.eval.runs;
+        let bar = ctx.bar((runs * ctx.test_set.len()) as u64, &format!("eval {label}"));
+        let mut accuracies = Vec::with_capacity(runs);
+        let mut all = Vec::new();
+        for run in 0..runs as u64 {
+            let path = dir.join(format!("run-{run}.jsonl"));
+            let outcomes: Vec<Outcome> = if path.is_file() {
+                read_jsonl(&path)?
+            } else {
+                let t = ctx.template.expect("set by engine()");
+                let o = run_once(
+                    &mut engine,
+                    &ctx.test_set,
+                    ctx.test_kind,
+                    t,
+                    &settings,
+                    ctx.cfg.exp.seed,
+                    run,
+                    || bar.inc(1),
+                )?;
+                write_jsonl(&path, &o)?;
+                o
+            };
+            bar.set_position((run + 1) * ctx.test_set.len() as u64);
+            accuracies.push(accuracy(&outcomes));
+            all.extend(outcomes);
+        }
+        bar.finish_and_clear();
+        write_jsonl(&dir.join("eval.jsonl"), &all)?;
+        let (mean, se) = stats::mean_se(&accuracies);
+        Ok(EvalSummary {
+            accuracies,
+            mean,
+            se,
+            tokens: engine.stats.generated_tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    })?;
+    Ok((key, summary))
+}
+
+/// Training settings from `[train]` for a stage (`purpose` names its data-order stream).
+pub fn train_settings<AB: AutodiffBackend>(ctx: &Ctx<AB>, purpose: &str) -> Settings
+where
+    AB::InnerBackend: InferBackend,
+{
+    let t = &ctx.cfg.exp.train;
+    Settings {
+        lr: t.lr,
+        epochs: t.epochs,
+        batch_size: t.batch_size,
+        weight_decay: t.weight_decay,
+        warmup_steps: t.warmup_steps,
+        grad_clip: t.grad_clip,
+        min_lr_frac: 0.1,
+        seed: ctx.cfg.exp.seed,
+        purpose: purpose.to_string(),
+        max_steps: None,
+        stop_after: None,
+    }
+}
+
+/// Applies `[train] mode`: LoRA adapters (merged on save) or full fine-tuning.
+pub fn prepare_for_training<AB: AutodiffBackend>(ctx: &Ctx<AB>, model: Llama<AB>, purpose: &str) -> Llama<AB>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let t = &ctx.cfg.exp.train;
+    match t.mode {
+        crate::config::schema::TrainMode::Full => model,
+        crate::config::schema::TrainMode::Lora => {
+            let id = u64::from_str_radix(&Key::new("lora", &purpose).hash, 16).expect("hex digest");
+            let seed = Stream::new(ctx.cfg.exp.seed, "lora-init", &[id]).next_u64();
+            crate::train::lora::add_lora(model, t.lora_rank, t.lora_alpha, &t.lora_targets, seed)
+        }
+    }
+}
+
+/// `k` problems of `pool` drawn by the stream `(seed, purpose, ids)`.
+pub fn draw(pool: &[Problem], k: usize, seed: u64, purpose: &str, ids: &[u64]) -> Vec<Problem> {
+    let idx = Stream::new(seed, purpose, ids).sample_indices(pool.len(), k);
+    idx.into_iter().map(|i| pool[i].clone()).collect()
+}
+
+/// Writes values as JSON lines (atomically).
+pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    let mut s = String::new();
+    for it in items {
+        s.push_str(&serde_json::to_string(it).expect("serialisable"));
+        s.push('\n');
+    }
+    crate::util::write_atomic(path, s.as_bytes())
+}
+
+/// Reads JSON lines.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = crate::error::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Resolves `model.template = "auto"` from the base model's tokenizer.
+pub fn resolve_template<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, base: &ModelRef) -> Result<()>
+where
+    AB::InnerBackend: InferBackend,
+{
+    if ctx.template.is_some() {
+        return Ok(());
+    }
+    let tok = if base.path.extension().is_some_and(|e| e == "gguf") {
+        crate::model::gguf::Gguf::open(&base.path)?.tokenizer()?
+    } else {
+        Tokenizer::from_file(&base.path.join("tokenizer.json"), None, vec![])?
+    };
+    ctx.template = Some(template_for(&tok));
+    Ok(())
+}
+
+/// Token ids of `prompt(question) + partial + continuation` and where the continuation starts.
+/// A final continuation ends with end-of-sequence, any other with the step separator.
+pub fn continuation_tokens(
+    tok: &Tokenizer,
+    template: crate::task::prompt::Template,
+    kind: crate::task::TaskKind,
+    question: &str,
+    partial: &str,
+    continuation: &str,
+    is_final: bool,
+) -> Result<(Vec<u32>, usize)> {
+    let mut t = crate::infer::encode_prompt(tok, template, kind, question)?;
+    t.extend(tok.encode(partial)?);
+    let start = t.len();
+    if is_final {
+        t.extend(tok.encode(continuation)?);
+        t.extend(tok.eos.first());
+    } else {
+        t.extend(tok.encode(&format!("{continuation}{}", crate::task::STEP_SEPARATOR))?);
+    }
+    Ok((t, start))
+}

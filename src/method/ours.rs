@@ -1,0 +1,234 @@
+//! The paper's method, one iteration: MCTS on the iteration's problems with the previous
+//! model (trees are independent of `alpha`, so an alpha sweep shares them), eq. (1) records
+//! at `alpha`, and eq. (2) training from the previous model against itself as reference.
+
+use std::collections::{HashMap, HashSet};
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::policy::EnginePolicy;
+use super::{
+    continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, train_settings, write_jsonl,
+    ModelSummary,
+};
+use crate::error::Result;
+use crate::model::backend::InferBackend;
+use crate::model::weights::save_checkpoint;
+use crate::pipeline::{Ctx, Key, ModelRef};
+use crate::search::run::Search;
+use crate::search::{records, ProblemResult, Record, RootTree};
+use crate::task::Problem;
+use crate::train::data::Example;
+use crate::train::trainer::{train, Objective, Output};
+
+/// Summary of an MCTS stage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MctsSummary {
+    /// Problems searched.
+    pub problems: usize,
+    /// Roots (partial solutions) searched.
+    pub roots: usize,
+    /// MCTS iterations run.
+    pub rollouts: u64,
+    /// Tokens generated.
+    pub tokens_generated: u64,
+    /// Prompt positions requested.
+    pub prompt_tokens: u64,
+    /// Prompt positions computed (the rest were copied from the prefix cache).
+    pub prefill_tokens: u64,
+    /// Share of requested prompt positions that were computed.
+    pub prefill_ratio: f64,
+    /// Problems whose final partial solution is correct.
+    pub solutions_correct: usize,
+    /// Wall seconds of this attempt.
+    pub seconds: f64,
+    /// Rollouts per second.
+    pub rollouts_per_s: f64,
+    /// Generated tokens per second.
+    pub tokens_per_s: f64,
+}
+
+/// The key of the MCTS stage for `model` on `problems` at `iteration` (no `alpha`).
+pub fn mcts_key<AB: AutodiffBackend>(
+    ctx: &Ctx<AB>,
+    model: &ModelRef,
+    problems: &[Problem],
+    iteration: u64,
+) -> Key
+where
+    AB::InnerBackend: InferBackend,
+{
+    let e = &ctx.cfg.exp;
+    let mut m = e.mcts.clone();
+    m.alpha = 1.0; // eq. (1) scale only; trees do not depend on it
+    m.problems_in_flight = 0; // batching never changes results
+    let ids: Vec<(u64, &str)> = problems.iter().map(|p| (p.id, p.question.as_str())).collect();
+    Key::new(
+        "mcts",
+        &(
+            &model.id,
+            &m,
+            e.seed,
+            iteration,
+            ctx.train_kind,
+            &e.model.template,
+            Key::new("problems", &ids).hash,
+        ),
+    )
+}
+
+/// Runs (or resumes) MCTS; per-problem results are written as they finish, so a killed run
+/// loses at most the problems in flight. Writes `trees.jsonl`, `records.jsonl` (at the
+/// configured alpha), `solutions.jsonl` and the summary.
+pub fn mcts<AB: AutodiffBackend>(
+    ctx: &mut Ctx<AB>,
+    model: &ModelRef,
+    problems: &[Problem],
+    iteration: u64,
+    label: &str,
+) -> Result<(Key, MctsSummary)>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let key = mcts_key(ctx, model, problems, iteration);
+    let summary = ctx.stage(&key, &format!("mcts {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+        let parts = dir.join("problems");
+        std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
+        let done: HashSet<u64> = problems.iter().map(|p| p.id).filter(|id| parts.join(format!("{id}.json")).is_file()).collect();
+        let t0 = std::time::Instant::now();
+        let mut eng = engine(ctx, model)?;
+        let template = ctx.template.expect("set by engine()");
+        let cfg = ctx.cfg.exp.mcts.clone();
+        let search = Search { cfg: &cfg, kind: ctx.train_kind, seed: ctx.cfg.exp.seed, iteration };
+        let bar = ctx.bar(problems.len() as u64, &format!("mcts {label}"));
+        bar.set_position(done.len() as u64);
+        {
+            let mut policy = EnginePolicy::new(&mut eng, template, ctx.train_kind);
+            search.run(&mut policy, problems, &done, |r: ProblemResult| {
+                let json = serde_json::to_string(&r).expect("serialisable");
+                crate::util::write_atomic(&parts.join(format!("{}.json", r.problem)), json.as_bytes())?;
+                bar.inc(1);
+                Ok(())
+            })?;
+        }
+        bar.finish_and_clear();
+        let mut results = Vec::with_capacity(problems.len());
+        for p in problems {
+            let path = parts.join(format!("{}.json", p.id));
+            let text = crate::error::read_to_string(&path)?;
+            let r: ProblemResult = serde_json::from_str(&text)
+                .map_err(|e| crate::Error::Checkpoint { path: path.clone(), message: e.to_string() })?;
+            results.push(r);
+        }
+        let trees: Vec<&RootTree> = results.iter().flat_map(|r| r.trees.iter()).collect();
+        write_jsonl(&dir.join("trees.jsonl"), &trees)?;
+        let recs: Vec<Record> = trees.iter().flat_map(|t| records(t, ctx.cfg.exp.mcts.alpha)).collect();
+        write_jsonl(&dir.join("records.jsonl"), &recs)?;
+        let sols: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"problem": r.problem, "solution": r.solution, "correct": r.solution_correct}))
+            .collect();
+        write_jsonl(&dir.join("solutions.jsonl"), &sols)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let st = eng.stats;
+        let rollouts: u64 = results.iter().map(|r| r.rollouts).sum();
+        Ok(MctsSummary {
+            problems: results.len(),
+            roots: trees.len(),
+            rollouts,
+            tokens_generated: results.iter().map(|r| r.tokens).sum(),
+            prompt_tokens: st.prompt_tokens,
+            prefill_tokens: st.prefill_tokens,
+            prefill_ratio: st.prefill_tokens as f64 / st.prompt_tokens.max(1) as f64,
+            solutions_correct: results.iter().filter(|r| r.solution_correct).count(),
+            seconds: secs,
+            rollouts_per_s: rollouts as f64 / secs,
+            tokens_per_s: st.generated_tokens as f64 / secs,
+        })
+    })?;
+    Ok((key, summary))
+}
+
+/// The root trees an MCTS stage wrote.
+pub fn trees<AB: AutodiffBackend>(ctx: &Ctx<AB>, key: &Key) -> Result<Vec<RootTree>>
+where
+    AB::InnerBackend: InferBackend,
+{
+    read_jsonl(&ctx.store.dir(key).join("trees.jsonl"))
+}
+
+/// Trains `prev` on the eq. (1) records of `mcts` with eq. (2) against `prev` itself.
+pub fn train_iteration<AB: AutodiffBackend>(
+    ctx: &mut Ctx<AB>,
+    prev: &ModelRef,
+    mcts: &Key,
+    problems: &[Problem],
+    iteration: u64,
+) -> Result<ModelRef>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let e = &ctx.cfg.exp;
+    let key = Key::new(
+        "train-ours",
+        &(&prev.id, &mcts.hash, e.mcts.alpha, e.ours.beta, &e.train, e.seed, iteration),
+    );
+    let s: ModelSummary = ctx.stage(
+        &key,
+        &format!("train ours iter {iteration}"),
+        |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+            let t0 = std::time::Instant::now();
+            let alpha = ctx.cfg.exp.mcts.alpha;
+            let recs: Vec<Record> = trees(ctx, mcts)?.iter().flat_map(|t| records(t, alpha)).collect();
+            write_jsonl(&dir.join("records.jsonl"), &recs)?;
+            let (model, tok) = load_train(ctx, prev)?;
+            let reference = model.valid();
+            let questions: HashMap<u64, &str> =
+                problems.iter().map(|p| (p.id, p.question.as_str())).collect();
+            let template = ctx.template.expect("resolved at start");
+            let examples = recs
+                .iter()
+                .map(|r| {
+                    let (tokens, loss_from) = continuation_tokens(
+                        &tok,
+                        template,
+                        ctx.train_kind,
+                        questions[&r.problem],
+                        &r.partial,
+                        &r.step,
+                        r.is_final,
+                    )?;
+                    Ok(Example { tokens, loss_from, weight: r.r as f32 })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let purpose = format!("ours-train-{iteration}");
+            let model = prepare_for_training(ctx, model, &purpose);
+            let settings = train_settings(ctx, &purpose);
+            let bar = ctx.bar(0, &format!("train ours {iteration}"));
+            let out = Output {
+                metrics: Some(dir.join("metrics.csv")),
+                state_dir: Some(dir.join("state")),
+                save_every: 50,
+            };
+            let objective = Objective::WeightedKl {
+                examples: &examples,
+                reference: &reference,
+                beta: ctx.cfg.exp.ours.beta,
+            };
+            let (model, rep) = train(model, &objective, &settings, &out, Some(&bar))?;
+            bar.finish_and_clear();
+            let ckpt = dir.join("checkpoint");
+            save_checkpoint(&model, &tok, &ckpt)?;
+            Ok(ModelSummary {
+                model: ModelRef { id: key.hash.clone(), path: ckpt },
+                examples: examples.len(),
+                steps: rep.steps,
+                final_loss: rep.final_loss,
+                seconds: t0.elapsed().as_secs_f64(),
+            })
+        },
+    )?;
+    Ok(s.model)
+}

@@ -1,0 +1,91 @@
+//! Step-level DPO, one iteration (MCTS-DPO style): from each root of the MCTS trees, the child
+//! with the highest `Q/N` is chosen and the lowest rejected (when they differ); DPO against the
+//! previous iteration's model.
+
+use std::collections::HashMap;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::ours::trees;
+use super::{
+    continuation_tokens, load_train, prepare_for_training, train_settings, write_jsonl, ModelSummary,
+};
+use crate::error::Result;
+use crate::model::backend::InferBackend;
+use crate::model::weights::save_checkpoint;
+use crate::pipeline::{Ctx, Key, ModelRef};
+use crate::search::preference_pair;
+use crate::task::Problem;
+use crate::train::data::Pair;
+use crate::train::trainer::{train, Objective, Output};
+
+/// Trains `prev` with DPO on the step pairs of the trees of `mcts`.
+pub fn train_iteration<AB: AutodiffBackend>(
+    ctx: &mut Ctx<AB>,
+    prev: &ModelRef,
+    mcts: &Key,
+    problems: &[Problem],
+    iteration: u64,
+) -> Result<ModelRef>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let e = &ctx.cfg.exp;
+    let key = Key::new("train-dpo", &(&prev.id, &mcts.hash, e.step_dpo.beta, &e.train, e.seed, iteration));
+    let s: ModelSummary = ctx.stage(
+        &key,
+        &format!("train step-DPO iter {iteration}"),
+        |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+            let t0 = std::time::Instant::now();
+            let (model, tok) = load_train(ctx, prev)?;
+            let reference = model.valid();
+            let questions: HashMap<u64, &str> =
+                problems.iter().map(|p| (p.id, p.question.as_str())).collect();
+            let template = ctx.template.expect("resolved at start");
+            let mut pairs = Vec::new();
+            let mut shown = Vec::new();
+            for t in trees(ctx, mcts)? {
+                let Some((c, r)) = preference_pair(&t) else { continue };
+                let q = questions[&t.problem];
+                let (ct, start) =
+                    continuation_tokens(&tok, template, ctx.train_kind, q, &t.partial, &c.step, c.is_final)?;
+                let (rt, _) =
+                    continuation_tokens(&tok, template, ctx.train_kind, q, &t.partial, &r.step, r.is_final)?;
+                pairs.push(Pair {
+                    prompt: ct[..start].to_vec(),
+                    chosen: ct[start..].to_vec(),
+                    rejected: rt[start..].to_vec(),
+                });
+                shown.push(serde_json::json!({
+                "problem": t.problem, "step_index": t.step_index, "prompt": t.partial,
+                "chosen": c.step, "chosen_value": c.value(), "rejected": r.step, "rejected_value": r.value(),
+            }));
+            }
+            write_jsonl(&dir.join("pairs.jsonl"), &shown)?;
+            let purpose = format!("dpo-train-{iteration}");
+            let model = prepare_for_training(ctx, model, &purpose);
+            let settings = train_settings(ctx, &purpose);
+            let bar = ctx.bar(0, &format!("train DPO {iteration}"));
+            let out = Output {
+                metrics: Some(dir.join("metrics.csv")),
+                state_dir: Some(dir.join("state")),
+                save_every: 50,
+            };
+            let objective =
+                Objective::Dpo { pairs: &pairs, reference: &reference, beta: ctx.cfg.exp.step_dpo.beta };
+            let (model, rep) = train(model, &objective, &settings, &out, Some(&bar))?;
+            bar.finish_and_clear();
+            let ckpt = dir.join("checkpoint");
+            save_checkpoint(&model, &tok, &ckpt)?;
+            Ok(ModelSummary {
+                model: ModelRef { id: key.hash.clone(), path: ckpt },
+                examples: pairs.len(),
+                steps: rep.steps,
+                final_loss: rep.final_loss,
+                seconds: t0.elapsed().as_secs_f64(),
+            })
+        },
+    )?;
+    Ok(s.model)
+}

@@ -1,0 +1,189 @@
+//! The experiment pipeline: data, stage bookkeeping (content-addressed folders, resume,
+//! progress, run log) and the order in which methods run. The stages themselves live in
+//! `method/`.
+
+pub mod run;
+pub mod store;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::DType;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+pub use store::{Key, Store};
+
+use crate::config::{DataSource, Resolved};
+use crate::error::{Error, Result};
+use crate::model::backend::InferBackend;
+use crate::task::arith::{generate_pool, Pool};
+use crate::task::prompt::Template;
+use crate::task::{gsm8k, math, Problem, TaskKind};
+
+/// A model produced by a stage or given by the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ModelRef {
+    /// Stable identity: the producing stage's key, or a fingerprint of the source files.
+    pub id: String,
+    /// A checkpoint folder or a `.gguf` file.
+    pub path: PathBuf,
+}
+
+/// Counters of one pipeline invocation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    /// Stages computed now.
+    pub computed: usize,
+    /// Stages found finished.
+    pub cached: usize,
+}
+
+/// Everything the stages of one run share.
+pub struct Ctx<AB: AutodiffBackend>
+where
+    AB::InnerBackend: InferBackend,
+{
+    /// The configuration of this run.
+    pub cfg: Resolved,
+    /// Stage folders.
+    pub store: Store,
+    /// `results/<experiment>`.
+    pub out_dir: PathBuf,
+    /// Device of all tensors.
+    pub device: burn::tensor::Device<AB::InnerBackend>,
+    /// Weight/activation type.
+    pub dtype: DType,
+    /// Training pool.
+    pub train_pool: Vec<Problem>,
+    /// Test set.
+    pub test_set: Vec<Problem>,
+    /// Grader of the training task.
+    pub train_kind: TaskKind,
+    /// Grader of the test task.
+    pub test_kind: TaskKind,
+    /// Prompt format (known once the base tokenizer is loaded).
+    pub template: Option<Template>,
+    /// Progress bars.
+    pub bars: MultiProgress,
+    /// Stage counts.
+    pub counts: Counts,
+    log: Option<std::fs::File>,
+    started: Instant,
+}
+
+/// Loads or generates the training pool and the test set.
+pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>)> {
+    let t = &cfg.exp.task;
+    let take = |mut v: Vec<Problem>, n: usize| {
+        if n > 0 {
+            v.truncate(n);
+        }
+        v
+    };
+    let test = match &cfg.test_data {
+        DataSource::Arith => {
+            generate_pool(&t.arith, cfg.exp.seed, Pool::Test, t.test_size.max(1), &Default::default())
+        }
+        DataSource::File(TaskKind::Math, p) => take(math::load(p)?, t.test_size),
+        DataSource::File(_, p) => take(gsm8k::load(p)?, t.test_size),
+    };
+    let exclude: std::collections::HashSet<String> = test.iter().map(|p| p.question.clone()).collect();
+    let train = match &cfg.train_data {
+        DataSource::Arith => {
+            generate_pool(&t.arith, cfg.exp.seed, Pool::Train, t.train_size.max(1), &exclude)
+        }
+        DataSource::File(TaskKind::Math, p) => take(math::load(p)?, t.train_size),
+        DataSource::File(_, p) => take(gsm8k::load(p)?, t.train_size),
+    };
+    Ok((train, test))
+}
+
+impl<AB: AutodiffBackend> Ctx<AB>
+where
+    AB::InnerBackend: InferBackend,
+{
+    /// The context of one run: loads data, opens the log.
+    pub fn new(
+        cfg: Resolved,
+        out_dir: &Path,
+        device: burn::tensor::Device<AB::InnerBackend>,
+        dtype: DType,
+        bars: MultiProgress,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        let (train_pool, test_set) = problem_sets(&cfg)?;
+        let log_path = out_dir.join("run.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        Ok(Self {
+            train_kind: cfg.train_data.kind(),
+            test_kind: cfg.test_data.kind(),
+            template: cfg.template,
+            store: Store::new(out_dir.join("cache")),
+            out_dir: out_dir.to_path_buf(),
+            cfg,
+            device,
+            dtype,
+            train_pool,
+            test_set,
+            bars,
+            counts: Counts::default(),
+            log: Some(log),
+            started: Instant::now(),
+        })
+    }
+
+    /// Writes a line to the run log and above the progress bars.
+    pub fn note(&mut self, msg: &str) {
+        let line = format!("[{:7.1}s] {msg}", self.started.elapsed().as_secs_f64());
+        if let Some(f) = self.log.as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+        let _ = self.bars.println(&line);
+    }
+
+    /// A progress bar for `len` items of a stage.
+    pub fn bar(&self, len: u64, label: &str) -> ProgressBar {
+        let b = self.bars.add(ProgressBar::new(len));
+        b.set_style(
+            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix(label.to_string());
+        b
+    }
+
+    /// Runs `f` in the folder of `key` unless the stage finished before; `f` returns the
+    /// summary recorded in `done.json`.
+    pub fn stage<S: Serialize + serde::de::DeserializeOwned>(
+        &mut self,
+        key: &Key,
+        label: &str,
+        f: impl FnOnce(&mut Self, &Path) -> Result<S>,
+    ) -> Result<S> {
+        if self.store.is_done(key) {
+            self.counts.cached += 1;
+            return self.store.summary(key);
+        }
+        let dir = self.store.open(key)?;
+        self.note(&format!("{label}: computing ({})", key.name()));
+        let t0 = Instant::now();
+        let summary = f(self, &dir)?;
+        self.store.finish(key, &summary)?;
+        self.counts.computed += 1;
+        self.note(&format!("{label}: done in {:.1}s", t0.elapsed().as_secs_f64()));
+        Ok(summary)
+    }
+}
+
+/// A progress bar target that draws only on a terminal.
+pub fn progress() -> MultiProgress {
+    MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+}
