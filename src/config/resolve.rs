@@ -344,6 +344,7 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.at_least("step_dpo.iterations", e.step_dpo.iterations, 1)?;
     c.at_least("step_dpo.problems_per_iteration", e.step_dpo.problems_per_iteration, 1)?;
     c.positive("step_dpo.beta", e.step_dpo.beta)?;
+    c.non_negative("step_dpo.lr", e.step_dpo.lr)?;
 
     // [eval], [infer]
     c.at_least("eval.runs", e.eval.runs, 1)?;

@@ -267,6 +267,8 @@ pub struct StepDpo {
     pub problems_per_iteration: usize,
     /// DPO coefficient.
     pub beta: f64,
+    /// Learning rate of DPO training (0 = `train.lr`).
+    pub lr: f64,
 }
 
 /// `[eval]`.

@@ -32,7 +32,10 @@ where
     AB::InnerBackend: InferBackend,
 {
     let e = &ctx.cfg.exp;
-    let key = Key::new("train-dpo", &(&prev.id, &mcts.hash, e.step_dpo.beta, &e.train, e.seed, iteration));
+    let key = Key::new(
+        "train-dpo",
+        &(&prev.id, &mcts.hash, e.step_dpo.beta, e.step_dpo.lr, &e.train, e.seed, iteration),
+    );
     let s: ModelSummary = ctx.stage(
         &key,
         &format!("train step-DPO iter {iteration}"),
@@ -65,7 +68,10 @@ where
             write_jsonl(&dir.join("pairs.jsonl"), &shown)?;
             let purpose = format!("dpo-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
-            let settings = train_settings(ctx, &purpose);
+            let mut settings = train_settings(ctx, &purpose);
+            if ctx.cfg.exp.step_dpo.lr > 0.0 {
+                settings.lr = ctx.cfg.exp.step_dpo.lr;
+            }
             let bar = ctx.bar(0, &format!("train DPO {iteration}"));
             let out = Output {
                 metrics: Some(dir.join("metrics.csv")),

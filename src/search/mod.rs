@@ -128,12 +128,13 @@ pub fn records(t: &RootTree, alpha: f64) -> Vec<Record> {
 }
 
 /// Step-level preference pair of one root: the child with the highest `Q/N` ("chosen") and
-/// the lowest ("rejected"), when their values differ.
+/// the lowest ("rejected"), when their values differ and so do their texts (two samples can
+/// produce the same step; such a pair carries no preference).
 pub fn preference_pair(t: &RootTree) -> Option<(&tree::Node, &tree::Node)> {
     let visited: Vec<&tree::Node> = t.root.children.iter().filter(|k| k.n > 0).collect();
     let best = visited.iter().copied().reduce(|a, b| if b.value() > a.value() { b } else { a })?;
     let worst = visited.iter().copied().reduce(|a, b| if b.value() < a.value() { b } else { a })?;
-    (best.value() > worst.value()).then_some((best, worst))
+    (best.value() > worst.value() && best.step != worst.step).then_some((best, worst))
 }
 
 /// Everything MCTS produced for one problem.
