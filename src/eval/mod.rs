@@ -38,6 +38,9 @@ pub struct Outcome {
     pub gold: String,
     /// Whether they match.
     pub correct: bool,
+    /// Tokens generated.
+    #[serde(default)]
+    pub tokens: usize,
 }
 
 /// Solves every problem once (run `run`), each with its own stream `(seed, "eval", [run, id])`
@@ -73,7 +76,16 @@ pub fn run_once<B: InferBackend>(
         .map(|(p, c)| {
             let extracted = kind.extract_answer(&c.text);
             let correct = extracted.as_deref().is_some_and(|e| kind.answers_match(e, &p.answer));
-            Outcome { run, problem: p.id, completion: c.text, extracted, gold: p.answer.clone(), correct }
+            let tokens = c.tokens.len() + usize::from(c.finish == crate::infer::Finish::Eos);
+            Outcome {
+                run,
+                problem: p.id,
+                completion: c.text,
+                extracted,
+                gold: p.answer.clone(),
+                correct,
+                tokens,
+            }
         })
         .collect())
 }

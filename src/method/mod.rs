@@ -248,7 +248,7 @@ where
             accuracies,
             mean,
             se,
-            tokens: engine.stats.generated_tokens,
+            tokens: all.iter().map(|o| o.tokens as u64).sum(),
             seconds: t0.elapsed().as_secs_f64(),
         })
     })?;
