@@ -57,9 +57,12 @@ pub struct GenerateArgs {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The text to score.
+        /// The text to score.
     #[arg(long)]
     pub text: String,
+    /// Also write the token ids and full logits (`[tokens][vocab]`) as JSON to this file.
+    #[arg(long)]
+    pub logits_out: Option<PathBuf>,
 }
 
 /// `runner bench generate`.
@@ -133,7 +136,14 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
             ids.insert(0, b);
         }
     }
-    let lp = e.score(&ids)?;
+        let lp = e.score(&ids)?;
+    if let Some(path) = &a.logits_out {
+        let logits = e.logits(&ids)?;
+        let v = e.model().config.vocab_size;
+        let rows: Vec<&[f32]> = logits.chunks(v).collect();
+        let text = serde_json::to_string(&json!({"input_ids": ids, "logits": rows})).expect("json");
+        crate::util::write_atomic(path, text.as_bytes())?;
+    }
     let tokens: Vec<_> = ids
         .iter()
         .enumerate()
