@@ -57,7 +57,7 @@ pub struct GenerateArgs {
 pub struct ScoreArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-        /// The text to score.
+    /// The text to score.
     #[arg(long)]
     pub text: String,
     /// Also write the token ids and full logits (`[tokens][vocab]`) as JSON to this file.
@@ -136,7 +136,7 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
             ids.insert(0, b);
         }
     }
-        let lp = e.score(&ids)?;
+    let lp = e.score(&ids)?;
     if let Some(path) = &a.logits_out {
         let logits = e.logits(&ids)?;
         let v = e.model().config.vocab_size;

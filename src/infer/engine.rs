@@ -459,10 +459,14 @@ impl<B: InferBackend> Engine<B> {
         Ok(Some(Completion { tokens, text, finish }))
     }
 
-        /// Logits `[tokens.len() * vocab]` of one full causal forward over `tokens`.
+    /// Logits `[tokens.len() * vocab]` of one full causal forward over `tokens`.
     pub fn logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         if tokens.is_empty() || tokens.len() > self.capacity {
-            return Err(Error::Other(format!("logits need 1..={} tokens, got {}", self.capacity, tokens.len())));
+            return Err(Error::Other(format!(
+                "logits need 1..={} tokens, got {}",
+                self.capacity,
+                tokens.len()
+            )));
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &self.device);

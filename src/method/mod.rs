@@ -54,6 +54,9 @@ pub struct ModelSummary {
     pub final_loss: f64,
     /// Wall seconds.
     pub seconds: f64,
+    /// Tokens generated to make the training data (sampling), if any.
+    #[serde(default)]
+    pub data_tokens: u64,
 }
 
 /// Loads a model for inference.
@@ -176,6 +179,7 @@ where
                         steps: rep.steps,
                         final_loss: rep.final_loss,
                         seconds: t0.elapsed().as_secs_f64(),
+                        data_tokens: 0,
                     })
                 })?;
             Ok(s.model)

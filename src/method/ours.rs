@@ -227,6 +227,7 @@ where
                 steps: rep.steps,
                 final_loss: rep.final_loss,
                 seconds: t0.elapsed().as_secs_f64(),
+                data_tokens: 0,
             })
         },
     )?;

@@ -60,6 +60,10 @@ where
         }
         let bar = ctx.bar(reqs.len() as u64, "rft sample");
         let outs = eng.generate(reqs, || bar.inc(1))?;
+        let data_tokens: u64 = outs
+            .iter()
+            .map(|c| c.tokens.len() as u64 + u64::from(c.finish == crate::infer::Finish::Eos))
+            .sum();
         bar.finish_and_clear();
         let mut samples = Vec::with_capacity(outs.len());
         let mut examples = Vec::new();
@@ -110,6 +114,7 @@ where
             steps: rep.steps,
             final_loss: rep.final_loss,
             seconds: t0.elapsed().as_secs_f64(),
+            data_tokens,
         })
     })?;
     Ok(s.model)

@@ -180,10 +180,13 @@ fn column_title(cfg: &Resolved) -> String {
         }
     };
     let (a, b) = (cfg.train_data.kind(), cfg.test_data.kind());
+    let name = |k: crate::task::TaskKind| {
+        serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    };
     if a == b {
-        format!("{model} on {a:?}")
+        format!("{model} on {}", name(a))
     } else {
-        format!("{model}, {a:?} -> {b:?}")
+        format!("{model}, {} -> {}", name(a), name(b))
     }
 }
 
@@ -231,7 +234,14 @@ where
         let m = rft::rft(ctx, &base)?;
         top.inc(1);
         let s: ModelSummary = stage_summary(ctx, &m)?;
-        rft_row = Some(eval_row(ctx, &m, "rft", None, Cost { data_tokens: 0, seconds: s.seconds }, top)?);
+        rft_row = Some(eval_row(
+            ctx,
+            &m,
+            "rft",
+            None,
+            Cost { data_tokens: s.data_tokens, seconds: s.seconds },
+            top,
+        )?);
     }
     let mut dpo_rows = Vec::new();
     let mut ours_rows = Vec::new();

@@ -14,7 +14,8 @@ pub fn accuracy_plot(rows: &[Row], title: &str) -> String {
     let hi = vals.iter().map(|(m, s)| m + s).fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.15).max(0.01);
     let (lo, hi) = ((lo - pad).max(0.0), (hi + pad).min(1.0));
-    let x = |i: f64| ml + (w - ml - mr) * if iters == 1 { 0.5 } else { (i - 1.0) / (iters as f64 - 1.0) };
+    // Iterations sit inside the axes (0.7 .. iters + 0.3) so error bars clear the y axis.
+    let x = |i: f64| ml + (w - ml - mr) * (i - 0.7) / (iters as f64 - 0.4);
     let y = |v: f64| mt + (h - mt - mb) * (1.0 - (v - lo) / (hi - lo).max(1e-9));
     let mut s = String::new();
     let _ = writeln!(
@@ -59,7 +60,8 @@ pub fn accuracy_plot(rows: &[Row], title: &str) -> String {
         (h - mb + mt) / 2.0,
         (h - mb + mt) / 2.0
     );
-    let series = [("ours", "#d62728", "Ours"), ("step_dpo", "#1f77b4", "Step-level DPO")];
+    // (method, colour, legend, horizontal offset in iterations so the two series' bars do not overlap)
+    let series = [("ours", "#d62728", "Ours", 0.04), ("step_dpo", "#1f77b4", "Step-level DPO", -0.04)];
     let lines = [("zero_shot_cot", "#7f7f7f", "Zero-shot-CoT"), ("rft", "#2ca02c", "RFT")];
     let mut legend = Vec::new();
     for (m, color, name) in lines {
@@ -73,14 +75,14 @@ pub fn accuracy_plot(rows: &[Row], title: &str) -> String {
             legend.push((color, name, true));
         }
     }
-    for (m, color, name) in series {
+    for (m, color, name, dx) in series {
         let pts: Vec<&Row> = rows.iter().filter(|r| r.r.method == m && r.r.iteration.is_some()).collect();
         if pts.is_empty() {
             continue;
         }
         let path: Vec<String> = pts
             .iter()
-            .map(|r| format!("{:.1},{:.1}", x(r.r.iteration.unwrap_or(1) as f64), y(r.eval.mean)))
+            .map(|r| format!("{:.1},{:.1}", x(r.r.iteration.unwrap_or(1) as f64 + dx), y(r.eval.mean)))
             .collect();
         let _ = writeln!(
             s,
@@ -88,7 +90,7 @@ pub fn accuracy_plot(rows: &[Row], title: &str) -> String {
             path.join(" ")
         );
         for r in pts {
-            let cx = x(r.r.iteration.unwrap_or(1) as f64);
+            let cx = x(r.r.iteration.unwrap_or(1) as f64 + dx);
             let (m, e) = (r.eval.mean, r.eval.se);
             let _ = writeln!(
                 s,
