@@ -30,7 +30,9 @@ fn report(model: &Llama<AB>, tok: &mcts_ps::model::tokenizer::Tokenizer, test: &
     for (temp, runs) in [(0.0, 1u64), (0.7, 5)] {
         let s = EvalSettings { temperature: temp, top_p: 1.0, max_tokens: 200 };
         let accs: Vec<f64> = (0..runs)
-            .map(|r| accuracy(&run_once(&mut e, test, TaskKind::Arith, Template::Plain, &s, 0, r, || {}).unwrap()))
+            .map(|r| {
+                accuracy(&run_once(&mut e, test, TaskKind::Arith, Template::Plain, &s, 0, r, || {}).unwrap())
+            })
             .collect();
         let (m, se) = mean_se(&accs);
         line += &format!("  T={temp}: {:.1} ± {:.1} %", 100.0 * m, 100.0 * se);
@@ -40,7 +42,8 @@ fn report(model: &Llama<AB>, tok: &mcts_ps::model::tokenizer::Tokenizer, test: &
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let ckpt = std::path::PathBuf::from(a.get(1).expect("usage: finetune_check CHECKPOINT [N] [LR] [EPOCHS]"));
+    let ckpt =
+        std::path::PathBuf::from(a.get(1).expect("usage: finetune_check CHECKPOINT [N] [LR] [EPOCHS]"));
     let n: usize = a.get(2).map_or(200, |x| x.parse().unwrap());
     let lr: f64 = a.get(3).map_or(2e-4, |x| x.parse().unwrap());
     let epochs: usize = a.get(4).map_or(2, |x| x.parse().unwrap());
@@ -67,6 +70,9 @@ fn main() {
         stop_after: None,
     };
     let (model, rep) = train(model, &Objective::Nll(&examples), &s, &Output::default(), None).unwrap();
-    println!("fine-tuned on {n} reference solutions: {} steps, lr {lr}, {epochs} epochs, final loss {:.3}", rep.steps, rep.final_loss);
+    println!(
+        "fine-tuned on {n} reference solutions: {} steps, lr {lr}, {epochs} epochs, final loss {:.3}",
+        rep.steps, rep.final_loss
+    );
     report(&model, &tok, &test, "after");
 }

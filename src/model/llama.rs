@@ -12,7 +12,7 @@
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use super::backend::{grouped_causal_mask, masked_grouped_attention, InferBackend, Kv};
 use super::config::LlamaConfig;
@@ -228,7 +228,7 @@ impl<B: Backend> Llama<B> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
-        let ropes = Ropes::new(rope, &positions, &self.config, &device);
+        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.embed.val().dtype());
         let mask = grouped_causal_mask::<B>(&[0], l, self.config.group_size(), l, &device);
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
@@ -245,10 +245,11 @@ impl<B: InferBackend> Llama<B> {
     /// backend).
     pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> Vec<LayerCache<B>> {
         let (h, d) = (self.config.num_kv_heads, self.config.head_dim);
+        let dtype = self.embed.val().dtype();
         (0..self.config.num_layers)
             .map(|_| LayerCache {
-                k: B::kv_cache(Kv::Key, batch, h, capacity, d, device),
-                v: B::kv_cache(Kv::Value, batch, h, capacity, d, device),
+                k: like(B::kv_cache(Kv::Key, batch, h, capacity, d, device), dtype),
+                v: like(B::kv_cache(Kv::Value, batch, h, capacity, d, device), dtype),
             })
             .collect()
     }
@@ -271,7 +272,7 @@ impl<B: InferBackend> Llama<B> {
         let [_, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = starts.iter().flat_map(|&s| s..s + l).collect();
-        let ropes = Ropes::new(rope, &positions, &self.config, &device);
+        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.embed.val().dtype());
         let mut x = self.embed(tokens);
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {
@@ -293,12 +294,28 @@ struct Ropes<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> Ropes<'a, B> {
-    fn new(rope: &'a Rope<B>, positions: &[usize], c: &LlamaConfig, device: &B::Device) -> Self {
+    fn new(
+        rope: &'a Rope<B>,
+        positions: &[usize],
+        c: &LlamaConfig,
+        device: &B::Device,
+        dtype: DType,
+    ) -> Self {
         Self {
             rope,
-            q: rope.at(positions, c.num_heads, device),
-            k: rope.at(positions, c.num_kv_heads, device),
+            q: rope.at(positions, c.num_heads, device).cast(dtype),
+            k: rope.at(positions, c.num_kv_heads, device).cast(dtype),
         }
+    }
+}
+
+/// `t` in `dtype` (unchanged when it already is): caches and tables follow the weights' type
+/// (bf16 on GPU).
+pub fn like<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(dtype)
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod backend;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod gguf;
 pub mod llama;
 pub mod load;

@@ -60,6 +60,16 @@ pub struct RopeAt<B: Backend> {
     heads: usize,
 }
 
+impl<B: Backend> RopeAt<B> {
+    /// The tables in `dtype` (the activations' type).
+    pub fn cast(self, dtype: burn::tensor::DType) -> Self {
+        if self.cos.dtype() == dtype {
+            return self;
+        }
+        Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype), heads: self.heads }
+    }
+}
+
 impl<B: Backend> Rope<B> {
     /// Tables for `len` positions.
     pub fn new(cfg: &LlamaConfig, len: usize, device: &B::Device) -> Self {
@@ -136,7 +146,12 @@ impl<B: Backend> Rope<B> {
         let [b, l, h, d] = x.dims();
         assert_eq!(h, at.heads, "RoPE tables built for {} heads, applied to {h}", at.heads);
         let flat = x.reshape([b * l * h, d]);
-        let rotated = flat.clone().matmul(self.rotate.clone());
+        let rotate = if self.rotate.dtype() == flat.dtype() {
+            self.rotate.clone()
+        } else {
+            self.rotate.clone().cast(flat.dtype())
+        };
+        let rotated = flat.clone().matmul(rotate);
         (flat * at.cos.clone() + rotated * at.sin.clone()).reshape([b, l, h, d])
     }
 }
