@@ -36,7 +36,7 @@ pub enum Command {
     Generate(crate::cli_model::GenerateArgs),
     /// Print the per-token log-probabilities of a text under a model as JSON.
     Score(crate::cli_model::ScoreArgs),
-    /// Benchmarks (`runner bench generate ...`).
+    /// Benchmarks (`runner bench generate|train ...`).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Run MCTS data generation for iteration 1 of an experiment and report its statistics.
@@ -51,8 +51,10 @@ pub enum Command {
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Generation throughput: prefill and decode tokens/s and peak memory.
-    Generate(crate::cli_model::BenchGenerateArgs),
+    /// Generation throughput: prefill and decode tokens/s, time to first token, peak memory.
+    Generate(crate::cli_bench::BenchGenerateArgs),
+    /// Training throughput: seconds per optimiser step (LoRA or full) at a model shape.
+    Train(crate::cli_bench::BenchTrainArgs),
 }
 
 /// An experiment file and overrides.
@@ -72,7 +74,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         (Some(Command::Plan(a)), _) => plan(&a),
         (Some(Command::Generate(a)), _) => crate::cli_model::generate(&a),
         (Some(Command::Score(a)), _) => crate::cli_model::score(&a),
-        (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli_model::bench_generate(&a),
+        (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli_bench::bench_generate(&a),
+        (Some(Command::Bench(BenchCommand::Train(a))), _) => crate::cli_bench::bench_train(&a),
         (Some(Command::Mcts(a)), _) => crate::cli_mcts::mcts(&load(&a)?),
         (Some(Command::Table { dir }), _) => crate::pipeline::run::table(&dir),
         (None, Some(file)) => run(&ExperimentArgs { file, set: cli.set }),

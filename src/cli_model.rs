@@ -1,30 +1,87 @@
-//! `runner generate`, `runner score` and `runner bench generate`: the model core from the
-//! command line, printing JSON.
+//! `runner generate` and `runner score`: the model core from the command line, printing JSON,
+//! on the CPU or (feature `cuda`) the GPU.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use burn::backend::Flex;
 use burn::tensor::DType;
 use clap::Args;
 use serde_json::json;
 
+use crate::config::schema::{Backend as BackendKind, Dtype};
 use crate::error::{Error, Result};
 use crate::infer::{Engine, Request, Stop};
+use crate::model::backend::InferBackend;
 use crate::model::load::{load_model, template_for, ModelSpec};
 use crate::rng::Stream;
 use crate::task::prompt::chat_turn;
 
 /// Model selection shared by the model commands.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ModelArgs {
-    /// `preset:tiny[:SEED]`, a `.gguf` file, or a folder with config.json + safetensors +
-    /// tokenizer.json (Hugging Face or a project checkpoint).
+    /// `preset:NAME[:SEED]` (random weights; NAME is tiny, small or llama-3.1-8b), a `.gguf`
+    /// file, or a folder with config.json + safetensors + tokenizer.json (Hugging Face or a
+    /// project checkpoint).
     #[arg(long)]
     pub model: String,
     /// Positions per sequence (prompt + generated).
     #[arg(long, default_value_t = 1024)]
     pub context: usize,
+    /// Compute backend (cuda needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    /// Weight and activation type (bf16 on cuda only).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+}
+
+/// Calls `$f::<B>(args.., &device, dtype)` for the backend and dtype that `$m: &ModelArgs`
+/// names, after checking that the pair is available in this build.
+macro_rules! on_backend {
+    ($m:expr, $f:ident($($a:expr),*)) => {{
+        let m: &$crate::cli_model::ModelArgs = $m;
+        $crate::cli_model::check_backend(m)?;
+        match m.backend {
+            $crate::config::schema::Backend::Cpu => {
+                $f::<burn::backend::Flex>($($a,)* &Default::default(), burn::tensor::DType::F32)
+            }
+            #[cfg(feature = "cuda")]
+            $crate::config::schema::Backend::Cuda => {
+                $f::<$crate::model::cuda::Cuda>($($a,)* &Default::default(), $crate::cli_model::dtype(m.dtype))
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::config::schema::Backend::Cuda => unreachable!("check_backend refuses cuda in this build"),
+        }
+    }};
+}
+pub(crate) use on_backend;
+
+/// burn's type for a config dtype.
+pub fn dtype(d: Dtype) -> DType {
+    match d {
+        Dtype::F32 => DType::F32,
+        Dtype::Bf16 => DType::BF16,
+    }
+}
+
+/// Refuses a backend/dtype pair this build or machine cannot run, before any work.
+pub fn check_backend(m: &ModelArgs) -> Result<()> {
+    match (m.backend, m.dtype) {
+        (BackendKind::Cpu, Dtype::Bf16) => Err(Error::Argument {
+            arg: "--dtype".into(),
+            found: "bf16 with --backend cpu".into(),
+            expected: "f32 on cpu (bf16 is for --backend cuda)".into(),
+        }),
+        (BackendKind::Cpu, Dtype::F32) => Ok(()),
+        #[cfg(feature = "cuda")]
+        (BackendKind::Cuda, _) => crate::model::cuda::check_runtime(),
+        #[cfg(not(feature = "cuda"))]
+        (BackendKind::Cuda, _) => Err(Error::Argument {
+            arg: "--backend".into(),
+            found: "cuda".into(),
+            expected: "cpu: this runner was built without CUDA (rebuild with `cargo build --release --features cuda`)"
+                .into(),
+        }),
+    }
 }
 
 /// `runner generate`.
@@ -65,29 +122,8 @@ pub struct ScoreArgs {
     pub logits_out: Option<PathBuf>,
 }
 
-/// `runner bench generate`.
-#[derive(Debug, Args)]
-pub struct BenchGenerateArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Sequences decoded together.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Prompt length in tokens (random ids).
-    #[arg(long, default_value_t = 64)]
-    pub prompt_tokens: usize,
-    /// New tokens per sequence (end-of-sequence ignored).
-    #[arg(long, default_value_t = 128)]
-    pub new_tokens: usize,
-    /// Seed for prompts and sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Write the JSON result to this file too.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-}
-
-fn positive(arg: &str, v: usize) -> Result<()> {
+/// Refuses a zero where a count must be positive.
+pub fn positive(arg: &str, v: usize) -> Result<()> {
     if v == 0 {
         return Err(Error::Argument {
             arg: arg.into(),
@@ -98,17 +134,28 @@ fn positive(arg: &str, v: usize) -> Result<()> {
     Ok(())
 }
 
-fn engine(m: &ModelArgs, batch: usize, prefix_budget: usize) -> Result<Engine<Flex>> {
+/// An inference engine for the model `m` names on `device` in `dtype`.
+pub fn engine<B: InferBackend>(
+    m: &ModelArgs,
+    batch: usize,
+    prefix_budget: usize,
+    device: &B::Device,
+    dtype: DType,
+) -> Result<Engine<B>> {
     positive("--context", m.context)?;
     let spec = ModelSpec::parse(&m.model)?;
-    let (model, tok) = load_model::<Flex>(&spec, m.context, &Default::default(), DType::F32)?;
-    Ok(Engine::new(model, tok, batch, m.context, prefix_budget, &Default::default()))
+    let (model, tok) = load_model::<B>(&spec, m.context, device, dtype)?;
+    Ok(Engine::new(model, tok, batch, m.context, prefix_budget, device))
 }
 
 /// Runs `runner generate`.
 pub fn generate(a: &GenerateArgs) -> Result<()> {
     positive("--max-tokens", a.max_tokens)?;
-    let mut e = engine(&a.model, 1, 0)?;
+    on_backend!(&a.model, generate_on(a))
+}
+
+fn generate_on<B: InferBackend>(a: &GenerateArgs, device: &B::Device, dtype: DType) -> Result<()> {
+    let mut e = engine::<B>(&a.model, 1, 0, device, dtype)?;
     let text = if a.chat { chat_turn(template_for(&e.tokenizer), &a.prompt) } else { a.prompt.clone() };
     let prompt = e.tokenizer.encode(&text)?;
     let req = Request {
@@ -129,7 +176,11 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
 
 /// Runs `runner score`.
 pub fn score(a: &ScoreArgs) -> Result<()> {
-    let e = engine(&a.model, 1, 0)?;
+    on_backend!(&a.model, score_on(a))
+}
+
+fn score_on<B: InferBackend>(a: &ScoreArgs, device: &B::Device, dtype: DType) -> Result<()> {
+    let e = engine::<B>(&a.model, 1, 0, device, dtype)?;
     let mut ids = e.tokenizer.encode(&a.text)?;
     if let Some(b) = e.tokenizer.bos {
         if ids.first() != Some(&b) {
@@ -154,74 +205,5 @@ pub fn score(a: &ScoreArgs) -> Result<()> {
         "{}",
         serde_json::to_string_pretty(&json!({"tokens": tokens, "total_logprob": total})).expect("json")
     );
-    Ok(())
-}
-
-/// Peak resident memory of this process in bytes (Linux), if readable.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Runs `runner bench generate`.
-pub fn bench_generate(a: &BenchGenerateArgs) -> Result<()> {
-    positive("--batch", a.batch)?;
-    positive("--prompt-tokens", a.prompt_tokens)?;
-    positive("--new-tokens", a.new_tokens)?;
-    let ctx = a.prompt_tokens + a.new_tokens + 1;
-    let m = ModelArgs { model: a.model.model.clone(), context: a.model.context.max(ctx) };
-    let t_load = Instant::now();
-    let mut e = engine(&m, a.batch, 0)?;
-    let load_s = t_load.elapsed().as_secs_f64();
-    let vocab = e.model().config.vocab_size as u64;
-    let mut s = Stream::new(a.seed, "bench-prompt", &[]);
-    let reqs: Vec<Request> = (0..a.batch)
-        .map(|i| Request {
-            prompt: (0..a.prompt_tokens).map(|_| s.below(vocab) as u32).collect(),
-            max_new_tokens: a.new_tokens,
-            temperature: 1.0,
-            top_p: 1.0,
-            stop: Stop::Never,
-            rng: Stream::new(a.seed, "bench-sample", &[i as u64]),
-        })
-        .collect();
-    // Warm-up pass (allocations, thread pool), then the measured pass.
-    e.generate(
-        reqs.iter()
-            .take(a.batch.min(2))
-            .cloned()
-            .map(|mut r| {
-                r.max_new_tokens = 2;
-                r
-            })
-            .collect(),
-        || {},
-    )?;
-    e.stats = Default::default();
-    let t0 = Instant::now();
-    e.generate(reqs, || {})?;
-    let wall = t0.elapsed().as_secs_f64();
-    let st = e.stats;
-    let out = json!({
-        "model": a.model.model,
-        "params": e.model().config.num_params(),
-        "batch": a.batch,
-        "prompt_tokens": a.prompt_tokens,
-        "new_tokens": a.new_tokens,
-        "threads": rayon::current_num_threads(),
-        "load_seconds": load_s,
-        "prefill_tokens_per_s": st.prefill_tokens as f64 / st.prefill_seconds,
-        "decode_tokens_per_s": st.generated_tokens as f64 / st.decode_seconds,
-        "generated_tokens_per_s_wall": st.generated_tokens as f64 / wall,
-        "wall_seconds": wall,
-        "peak_rss_mib": peak_rss_bytes().map(|b| b as f64 / (1 << 20) as f64),
-    });
-    let text = serde_json::to_string_pretty(&out).expect("json");
-    println!("{text}");
-    if let Some(p) = &a.out {
-        crate::util::write_atomic(p, text.as_bytes())?;
-    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Search" (arXiv 2501.01478). See `../shared/METHOD.md` for the method this crate implements.
 
 pub mod cli;
+pub mod cli_bench;
 pub mod cli_mcts;
 pub mod cli_model;
 pub mod config;

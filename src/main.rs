@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> std::process::ExitCode {
+    mcts_ps::util::mark_start();
     // Keep freed pages mapped for a second instead of 10 ms: tensor buffers of the same sizes
     // are freed and allocated every step, and re-faulting zeroed pages cost a third of a decode
     // step. SAFETY: called before any allocation from another thread.

@@ -20,3 +20,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the process start (called first thing in `main`); later calls change nothing.
+pub fn mark_start() {
+    START.get_or_init(std::time::Instant::now);
+}
+
+/// Seconds since [`mark_start`] (or since this first call, when it was never called).
+pub fn since_start() -> f64 {
+    START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}

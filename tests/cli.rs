@@ -107,3 +107,48 @@ fn bad_model_spec_is_explained() {
     let (ok, _, err) = runner(&["generate", "--model", "/no/such/model", "--prompt", "x"]);
     assert!(!ok && err.contains("--model") && err.contains("/no/such/model"), "{err}");
 }
+
+#[test]
+fn backend_and_dtype_flags_are_checked_before_loading() {
+    let (ok, _, err) = runner(&["score", "--model", "preset:tiny", "--dtype", "bf16", "--text", "1"]);
+    assert!(!ok && err.contains("--dtype") && err.contains("bf16") && err.contains("cuda"), "{err}");
+    let (ok, _, err) = runner(&["generate", "--model", "preset:tiny", "--backend", "cuda", "--prompt", "x"]);
+    assert!(!ok, "{err}");
+    if cfg!(feature = "cuda") {
+        // Without a GPU driver the message names what was searched.
+        assert!(err.contains("libcuda") || err.contains("libnvrtc") || err.is_empty(), "{err}");
+    } else {
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+    let (ok, _, err) = runner(&["generate", "--model", "preset:huge", "--prompt", "x"]);
+    assert!(!ok && err.contains("preset:huge") && err.contains("preset:llama-3.1-8b"), "{err}");
+}
+
+#[test]
+fn bench_train_reports_a_lora_step() {
+    let args = [
+        "bench",
+        "train",
+        "--model",
+        "preset:tiny",
+        "--batch",
+        "2",
+        "--seq-len",
+        "16",
+        "--steps",
+        "2",
+        "--lora-rank",
+        "4",
+    ];
+    let (ok, out, err) = runner(&args);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["steps"], 2);
+    assert_eq!(v["lora_rank"], 4);
+    assert!(v["step_seconds"].as_f64().unwrap() > 0.0);
+    // Random targets over ~2000 words: the loss starts near ln(vocab).
+    let loss = v["final_loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && (6.0..9.0).contains(&loss), "{loss}");
+    let (ok, _, err) = runner(&["bench", "train", "--model", "preset:tiny", "--lora-targets", "q,foo"]);
+    assert!(!ok && err.contains("--lora-targets") && err.contains("foo"), "{err}");
+}

@@ -75,6 +75,54 @@ impl LlamaConfig {
         }
     }
 
+    /// The `small` preset: a ~13M-parameter model (with the tiny word vocabulary) with grouped-query attention, for backend
+    /// agreement checks (CPU vs GPU) at shapes where kernels take their general paths.
+    pub fn small(vocab_size: usize, context: usize) -> Self {
+        Self {
+            vocab_size,
+            hidden_size: 512,
+            intermediate_size: 1408,
+            num_layers: 4,
+            num_heads: 8,
+            num_kv_heads: 2,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: None,
+            max_position_embeddings: context,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+        }
+    }
+
+    /// The shape of Llama-3.1-8B (Meta's config.json: 128256 vocabulary, width 4096, 32
+    /// blocks, 32 query and 8 key/value heads, SwiGLU width 14336, RoPE base 500000 with
+    /// llama3 scaling factor 8), for benchmarks with random weights.
+    pub fn llama31_8b(context: usize) -> Self {
+        Self {
+            vocab_size: 128_256,
+            hidden_size: 4096,
+            intermediate_size: 14_336,
+            num_layers: 32,
+            num_heads: 32,
+            num_kv_heads: 8,
+            head_dim: 128,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: Some(Llama3RopeScaling {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            }),
+            max_position_embeddings: context,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+        }
+    }
+
     /// Query heads per key/value head.
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads
@@ -298,6 +346,16 @@ mod tests {
         // Hand count: attention 128*128*2 + 128*64*2 = 49_152; MLP 3*128*384 = 147_456;
         // norms 256 -> 196_864 per layer; 4 layers = 787_456; embedding and head 2*100*128.
         assert_eq!(n, 787_456 + 25_600 + 128);
+    }
+
+    #[test]
+    fn llama31_8b_preset_has_the_published_parameter_count() {
+        // Meta's model card: 8,030,261,248 parameters (embedding and head untied). By hand:
+        // per block q,o 2*4096^2 + k,v 2*4096*1024 + MLP 3*4096*14336 + norms 2*4096
+        // = 218_112_000; 32 blocks; embedding + head 2*128256*4096; final norm 4096.
+        let cfg = LlamaConfig::llama31_8b(8192);
+        assert_eq!(32 * 218_112_000 + 2 * 128_256 * 4096 + 4096, 8_030_261_248usize);
+        assert_eq!(cfg.num_params(), 8_030_261_248);
     }
 
     #[test]

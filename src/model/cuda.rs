@@ -43,14 +43,14 @@ pub fn check_runtime() -> Result<()> {
     let searched = || dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     if find("libcuda.so").is_none() {
         return Err(Error::Other(format!(
-            "model.backend = \"cuda\": the CUDA driver (libcuda.so) was not found; searched CUDA_PATH, CUDA_HOME, \
+            "backend \"cuda\": the CUDA driver (libcuda.so) was not found; searched CUDA_PATH, CUDA_HOME, \
              LD_LIBRARY_PATH and standard folders: {}",
             searched()
         )));
     }
     if find("libnvrtc.so").is_none() {
         return Err(Error::Other(format!(
-            "model.backend = \"cuda\": NVRTC (libnvrtc.so) was not found; set CUDA_PATH to the CUDA toolkit or add its \
+            "backend \"cuda\": NVRTC (libnvrtc.so) was not found; set CUDA_PATH to the CUDA toolkit or add its \
              lib64 to LD_LIBRARY_PATH; searched: {}",
             searched()
         )));

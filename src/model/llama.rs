@@ -57,7 +57,10 @@ impl<B: Backend> Proj<B> {
             y = y + b.val().unsqueeze::<2>();
         }
         if let Some(l) = &self.lora {
-            y = y + x.matmul(l.a.val()).matmul(l.b.val()).mul_scalar(l.scale);
+            // Adapters stay f32 (the optimiser's precision); the product runs in the
+            // activations' type, as autocast would.
+            let dt = x.dtype();
+            y = y + x.matmul(like(l.a.val(), dt)).matmul(like(l.b.val(), dt)).mul_scalar(l.scale);
         }
         let mut out = dims;
         out[D - 1] = y.dims()[1];
@@ -123,6 +126,13 @@ pub fn rms_norm<B: Backend, const D: usize>(
     w: &Param<Tensor<B, 1>>,
     eps: f64,
 ) -> Tensor<B, D> {
+    let dt = x.dtype();
+    if dt != DType::F32 {
+        // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
+        let x = x.cast(DType::F32);
+        let ms = (x.clone() * x.clone()).mean_dim(D - 1);
+        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.val().unsqueeze::<D>();
+    }
     let ms = (x.clone() * x.clone()).mean_dim(D - 1);
     x * ms.add_scalar(eps).sqrt().recip() * w.val().unsqueeze::<D>()
 }
@@ -137,7 +147,7 @@ impl Ids {
     }
 }
 
-fn normal(stream: &mut Stream, n: usize, std: f64) -> Vec<f32> {
+pub(crate) fn normal(stream: &mut Stream, n: usize, std: f64) -> Vec<f32> {
     // Box-Muller on the project's own uniform draws.
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -199,6 +209,30 @@ impl<B: Backend> Llama<B> {
         Self { embed, layers, norm, lm_head, config: c.clone() }
     }
 
+    /// Every float parameter cast to `dtype` (ids and trainability kept).
+    pub fn cast(self, dtype: DType) -> Self {
+        struct Cast(DType);
+        impl<B: Backend> burn::module::ModuleMapper<B> for Cast {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+                let dtype = self.0;
+                param.map(|t| {
+                    if t.dtype() == dtype {
+                        return t;
+                    }
+                    let grad = t.is_require_grad();
+                                        // Off the graph first (`detach` keeps the flag), so the cast is a new leaf.
+                    let t = t.set_require_grad(false).cast(dtype);
+                    if grad {
+                        t.require_grad()
+                    } else {
+                        t
+                    }
+                })
+            }
+        }
+        self.map(&mut Cast(dtype))
+    }
+
     /// Embeds `tokens: [batch, seq]` -> `[batch, seq, hidden]`.
     pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, l] = tokens.dims();
@@ -218,7 +252,8 @@ impl<B: Backend> Llama<B> {
         };
         let mut out = dims;
         out[D - 1] = self.config.vocab_size;
-        y.reshape(out)
+        // Logits in f32 whatever the weights' type (softmax and losses need the range).
+        like(y, DType::F32).reshape(out)
     }
 
     /// Full causal forward over whole sequences (training and scoring):

@@ -9,7 +9,7 @@ use burn::tensor::DType;
 use super::config::LlamaConfig;
 use super::gguf::{Gguf, GgufSource};
 use super::tokenizer::Tokenizer;
-use super::weights::{build_llama, load_hf_dir};
+use super::weights::{build_llama, load_hf_dir, random_llama};
 use super::Llama;
 use crate::error::{Error, Result};
 use crate::task::prompt::Template;
@@ -45,11 +45,11 @@ impl ModelSpec {
                 ),
                 None => (rest, 0),
             };
-            if name != "tiny" {
+            if !PRESETS.contains(&name) {
                 return Err(Error::Argument {
                     arg: "--model".into(),
                     found: format!("{spec:?}"),
-                    expected: "preset:tiny".into(),
+                    expected: format!("one of preset:{}", PRESETS.join(", preset:")),
                 });
             }
             return Ok(ModelSpec::Preset { name: name.into(), seed });
@@ -70,6 +70,10 @@ impl ModelSpec {
         }
     }
 }
+
+/// Built-in architectures with random weights: `tiny` (the synthetic task's model), `small`
+/// (backend agreement checks) and `llama-3.1-8b` (benchmarks at the paper's scale).
+pub const PRESETS: &[&str] = &["tiny", "small", "llama-3.1-8b"];
 
 /// The prompt template a tokenizer's special tokens imply.
 pub fn template_for(tokenizer: &Tokenizer) -> Template {
@@ -93,11 +97,22 @@ pub fn load_model<B: Backend>(
     dtype: DType,
 ) -> Result<(Llama<B>, Tokenizer)> {
     match spec {
-        ModelSpec::Preset { seed, .. } => {
+        ModelSpec::Preset { name, seed } => {
             let tokenizer = Tokenizer::word_level(&crate::task::arith::words());
-            let mut cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);
-            cfg.tie_word_embeddings = true;
-            Ok((Llama::init(&cfg, *seed, device), tokenizer))
+            let cast = |m: Llama<B>| if dtype == DType::F32 { m } else { m.cast(dtype) };
+            match name.as_str() {
+                "tiny" => {
+                    let mut cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);
+                    cfg.tie_word_embeddings = true;
+                    Ok((cast(Llama::init(&cfg, *seed, device)), tokenizer))
+                }
+                "small" => {
+                    let cfg = LlamaConfig::small(tokenizer.vocab_size(), context);
+                    Ok((cast(Llama::init(&cfg, *seed, device)), tokenizer))
+                }
+                // Benchmarks feed random ids; ids past the word list decode to nothing.
+                _ => Ok((random_llama(&LlamaConfig::llama31_8b(context), *seed, device, dtype), tokenizer)),
+            }
         }
         ModelSpec::HfDir(dir) => load_hf_dir(dir, device, dtype),
         ModelSpec::Gguf(path) => load_gguf(path, context, device, dtype),

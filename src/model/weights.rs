@@ -250,6 +250,61 @@ pub fn build_llama<B: Backend>(
     Ok(Llama { embed, layers, norm, lm_head, config: cfg.clone() })
 }
 
+/// Random weights for benchmarks at large shapes (an 8B model draws 8e9 values): the
+/// distribution of [`Llama::init`] (normal, std 0.02, output projections scaled by
+/// `1/sqrt(2 layers)`, unit norms), but each chunk of 2^20 values of parameter `p` comes from
+/// its own stream `(seed, "init-chunked", [p, chunk])`, drawn in parallel, and every parameter
+/// is cast to `dtype` as it is uploaded, so host memory holds one parameter at a time.
+/// [`Llama::init`] stays the tiny model's initialisation (its single stream fixes its results).
+pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device, dtype: DType) -> Llama<B> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 20;
+    let mut b = Builder::<B> { next: 0, device, dtype };
+    let normal = |b: &mut Builder<B>, n: usize, std: f64| -> Vec<f32> {
+        let p = b.next + 1; // the id this parameter will get
+        (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .flat_map_iter(|c| {
+                let mut s = crate::rng::Stream::new(seed, "init-chunked", &[p, c as u64]);
+                super::llama::normal(&mut s, CHUNK.min(n - c * CHUNK), std)
+            })
+            .collect()
+    };
+    let (d, v, f) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
+    let q = cfg.num_heads * cfg.head_dim;
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let std = 0.02;
+    let out_std = std / ((2 * cfg.num_layers) as f64).sqrt();
+    let proj = |b: &mut Builder<B>, i: usize, o: usize, std: f64| {
+        let w = normal(b, i * o, std);
+        Proj { weight: b.param(w, [i, o]), bias: None, lora: None }
+    };
+    let embed = {
+        let w = normal(&mut b, v * d, std);
+        b.param(w, [v, d])
+    };
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for _ in 0..cfg.num_layers {
+        let attn_norm = b.param(vec![1.0; d], [d]);
+        let (qp, kp, vp) = (proj(&mut b, d, q, std), proj(&mut b, d, kv, std), proj(&mut b, d, kv, std));
+        let op = proj(&mut b, q, d, out_std);
+        let mlp_norm = b.param(vec![1.0; d], [d]);
+        let gate = proj(&mut b, d, f, std);
+        let up = proj(&mut b, d, f, std);
+        let down = proj(&mut b, f, d, out_std);
+        layers.push(Block { attn_norm, q: qp, k: kp, v: vp, o: op, mlp_norm, gate, up, down });
+    }
+    let norm = b.param(vec![1.0; d], [d]);
+    let lm_head = (!cfg.tie_word_embeddings).then(|| {
+        let w = normal(&mut b, d * v, std);
+        b.param(w, [d, v])
+    });
+    let mut cfg = cfg.clone();
+    cfg.attention_bias = false;
+    cfg.mlp_bias = false;
+    Llama { embed, layers, norm, lm_head, config: cfg }
+}
+
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
     let data = t.cast(DType::F32).into_data();
     data.to_vec::<f32>().map_err(|e| Error::Other(format!("cannot read tensor back: {e:?}")))
@@ -359,4 +414,37 @@ pub fn load_hf_dir<B: Backend>(
     let tokenizer =
         Tokenizer::from_file(&tok_path, ids(&hf.bos_token_id).first().copied(), ids(&hf.eos_token_id))?;
     Ok((model, tokenizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn chunked_random_weights_are_seeded_and_scaled() {
+        let cfg = LlamaConfig::small(2500, 64); // embedding 2500 x 512: one full 2^20 chunk + a part
+        let dev = Default::default();
+        let a = random_llama::<Flex>(&cfg, 7, &dev, DType::F32);
+        let b = random_llama::<Flex>(&cfg, 7, &dev, DType::F32);
+        let c = random_llama::<Flex>(&cfg, 8, &dev, DType::F32);
+        let (ea, eb, ec) = (values(a.embed.val()), values(b.embed.val()), values(c.embed.val()));
+        assert_eq!(ea, eb, "same seed, same weights");
+        assert_ne!(ea, ec, "another seed, other weights");
+        // Chunks past the first are not copies of it.
+        assert_ne!(ea[..1000], ea[1 << 20..(1 << 20) + 1000]);
+        let std = |v: &[f32]| (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!((std(&ea) - 0.02).abs() < 0.0005, "embedding std {}", std(&ea));
+        let down = values(a.layers[0].down.weight.val());
+        let want = 0.02 / (8f64).sqrt();
+        assert!((std(&down) - want).abs() < 0.02 * want, "down std {} vs {want}", std(&down));
+        assert!(values(a.layers[1].mlp_norm.val()).iter().all(|&x| x == 1.0));
+        // Parameter ids follow the checkpoint builder's order (embedding first).
+        assert_eq!(a.embed.id, ParamId::from(1));
+        assert_eq!(a.config.num_params(), cfg.num_params());
+    }
 }
