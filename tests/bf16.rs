@@ -1,12 +1,16 @@
 //! The reduced-precision code path (what `--dtype bf16` runs on the GPU), exercised on the CPU
 //! backend: a bf16 copy of a random `small` Llama must give the f32 model's logits within 2e-2
-//! of their scale, through the full forward and through the engine's cached decode path.
+//! of their scale, through the full forward and through the engine's cached decode path; LoRA
+//! and full fine-tuning must learn on a bf16 base.
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use mcts_ps::infer::Engine;
 use mcts_ps::model::load::{load_model, ModelSpec};
 use mcts_ps::model::rope::Rope;
+use mcts_ps::model::Llama;
+use mcts_ps::train::data::Example;
+use mcts_ps::train::trainer::{train, Objective, Output, Settings};
 
 fn rel_max(reference: &[f32], got: &[f32]) -> f32 {
     let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
@@ -49,21 +53,10 @@ fn bf16_logits_follow_f32_within_two_percent() {
     assert!(r > 0.0 && r < 2e-2, "cached path: bf16 vs f32 relative max difference {r}");
 }
 
-#[test]
-fn lora_trains_f32_adapters_on_a_bf16_base() {
-    use burn::backend::Autodiff;
-    use mcts_ps::train::data::Example;
-    use mcts_ps::train::trainer::{train, Objective, Output, Settings};
-    type AB = Autodiff<Flex>;
-    let dev = Default::default();
-    let spec = ModelSpec::parse("preset:tiny:4").unwrap();
-    let (base, _) = load_model::<AB>(&spec, 64, &dev, DType::BF16).unwrap();
-    let targets: Vec<String> = ["q", "v", "down"].iter().map(|s| s.to_string()).collect();
-    let model = mcts_ps::train::lora::add_lora(base.clone(), 4, 8.0, &targets, 1);
-    // Examples the model can learn: one repeated sequence.
-    let ex: Vec<Example> =
-        (0..8).map(|_| Example { tokens: (10..30).collect(), loss_from: 5, weight: 1.0 }).collect();
-    let s = Settings {
+type AB = burn::backend::Autodiff<Flex>;
+
+fn settings() -> Settings {
+    Settings {
         lr: 1e-2,
         epochs: 4,
         batch_size: 4,
@@ -75,22 +68,45 @@ fn lora_trains_f32_adapters_on_a_bf16_base() {
         purpose: "test".into(),
         max_steps: None,
         stop_after: None,
-    };
-    let first = train(
-        model.clone(),
-        &Objective::Nll(&ex),
-        &Settings { max_steps: Some(1), ..s.clone() },
-        &Output::default(),
-        None,
-    )
-    .unwrap()
-    .1
-    .final_loss;
-    let (trained, rep) = train(model, &Objective::Nll(&ex), &s, &Output::default(), None).unwrap();
-    assert!(rep.final_loss.is_finite() && rep.final_loss < first - 0.5, "loss {first} -> {}", rep.final_loss);
+    }
+}
+
+/// One repeated sequence: something a model can learn in a few steps.
+fn examples() -> Vec<Example> {
+    (0..8).map(|_| Example { tokens: (10..30).collect(), loss_from: 5, weight: 1.0 }).collect()
+}
+
+fn loss_after(model: Llama<AB>, steps: Option<usize>) -> (Llama<AB>, f64) {
+    let ex = examples();
+    let s = Settings { max_steps: steps, ..settings() };
+    let (m, rep) = train(model, &Objective::Nll(&ex), &s, &Output::default(), None).unwrap();
+    (m, rep.final_loss)
+}
+
+#[test]
+fn lora_trains_f32_adapters_on_a_bf16_base() {
+    let spec = ModelSpec::parse("preset:tiny:4").unwrap();
+    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::BF16).unwrap();
+    let targets: Vec<String> = ["q", "v", "down"].iter().map(|s| s.to_string()).collect();
+    let model = mcts_ps::train::lora::add_lora(base.clone(), 4, 8.0, &targets, 1);
+    let (_, first) = loss_after(model.clone(), Some(1));
+    let (trained, last) = loss_after(model, None);
+    assert!(last.is_finite() && last < first - 0.5, "loss {first} -> {last}");
     let lora = trained.layers[0].q.lora.as_ref().unwrap();
     assert_eq!(lora.b.val().dtype(), DType::F32, "adapters keep f32");
     assert!(lora.b.val().abs().sum().into_scalar() > 0.0);
     assert_eq!(trained.layers[0].q.weight.val().dtype(), DType::BF16);
     assert_eq!(trained.layers[0].q.weight.val().into_data(), base.layers[0].q.weight.val().into_data());
+}
+
+#[test]
+fn full_fine_tuning_keeps_bf16_weights_and_learns() {
+    let spec = ModelSpec::parse("preset:tiny:4").unwrap();
+    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::BF16).unwrap();
+    let (_, first) = loss_after(base.clone(), Some(1));
+    let (trained, last) = loss_after(base.clone(), None);
+    assert!(last.is_finite() && last < first - 0.5, "loss {first} -> {last}");
+    let w = trained.layers[0].q.weight.val();
+    assert_eq!(w.dtype(), DType::BF16, "weights stay bf16 (the optimiser works in f32)");
+    assert_ne!(w.into_data(), base.layers[0].q.weight.val().into_data());
 }

@@ -220,7 +220,7 @@ impl<B: Backend> Llama<B> {
                         return t;
                     }
                     let grad = t.is_require_grad();
-                                        // Off the graph first (`detach` keeps the flag), so the cast is a new leaf.
+                    // Off the graph first (`detach` keeps the flag), so the cast is a new leaf.
                     let t = t.set_require_grad(false).cast(dtype);
                     if grad {
                         t.require_grad()

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{DType, ElementConversion, Tensor};
+
+use crate::model::llama::like;
 
 /// AdamW hyper-parameters and state.
 #[derive(Clone, Debug)]
@@ -45,6 +47,7 @@ pub fn grad_norm<AB: AutodiffBackend, M: AutodiffModule<AB>>(module: &M, grads: 
     impl<AB: AutodiffBackend> ModuleVisitor<AB> for Norm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = self.grads.get::<AB::InnerBackend, D>(param.id) {
+                let g = like(g, DType::F32);
                 let s: f32 = (g.clone() * g).sum().into_scalar().elem();
                 self.sq += s as f64;
             }
@@ -85,8 +88,11 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
         let o = &mut *self.opt;
         let dims = tensor.dims();
         let n: usize = dims.iter().product();
-        let p = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]).mul_scalar(self.grad_scale);
+        // Moments and the update in f32 whatever the parameter's type (bf16 on the GPU): the
+        // result is rounded to that type once, at the end.
+        let dtype = tensor.dtype();
+        let p = like(tensor.inner().reshape([n]), DType::F32);
+        let g = like(grad.reshape([n]), DType::F32).mul_scalar(self.grad_scale);
         let key = id.val();
         let (m, v) = match o.state.remove(&key) {
             Some(s) => s,
@@ -104,7 +110,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
             p = p.clone() - p.mul_scalar(self.lr * o.weight_decay);
         }
         o.state.insert(key, (m, v));
-        let t = Tensor::<AB, D>::from_inner(p.reshape(dims)).require_grad();
+        let t = Tensor::<AB, D>::from_inner(like(p, dtype).reshape(dims)).require_grad();
         Param::from_mapped_value(ParamId::from(key), t, mapper)
     }
 }
