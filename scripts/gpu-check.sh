@@ -106,7 +106,8 @@ step reference 150 python3 "$ROOT/scripts/gpu_reference.py" --shape "$REF_SHAPE"
 
 # 3. Generation on the 8B shape: cold caches, warm caches, batch 16 and 64.
 rm -rf "$CACHE/autotune" "$CACHE/kernels"
-GEN=(bench generate --model "preset:$SHAPE" "${GPU[@]}" "${BF16[@]}" --prompt-tokens 64)
+# Cache capacity = prompt + new tokens + 1: attention costs what a right-sized cache costs.
+GEN=(bench generate --model "preset:$SHAPE" "${GPU[@]}" "${BF16[@]}" --prompt-tokens 64 --context $((64 + NEW + 1)))
 step gen-b1-cold 150 "$BIN" "${GEN[@]}" --batch 1 --new-tokens "$NEW" --out "$OUT/gen-b1.json" >/dev/null
 cp "$OUT/gen-b1.json" "$OUT/ttft-cold.json" 2>/dev/null
 step gen-b1-warm 60 "$BIN" "${GEN[@]}" --batch 1 --new-tokens 4 --out "$OUT/ttft-warm.json" >/dev/null
