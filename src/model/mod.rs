@@ -4,6 +4,7 @@ pub mod backend;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod cuda_libs;
 pub mod gguf;
 pub mod llama;
 pub mod load;
