@@ -77,11 +77,14 @@ def summary(out):
         f = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"
         os_ = o and o["generated_tokens_per_s_wall"]
         ts = t and t["generated_tokens_per_s_wall"]
-        ostep, tstep = o and o["decode_step_ms"], t and t["decode_step_ms"]
+        # Like for like: wall time of the whole generate call (prefill included) per new token.
+        ostep = o and 1e3 * o["wall_seconds"] / o["new_tokens"]
+        tstep = t and t["decode_step_ms"]
         lines.append(f"| {b} | {f(os_)} | {f(ts)} | {f(os_ / ts if os_ and ts else None, 2)} | {f(ostep, 2)} "
                      f"| {f(tstep, 2)} | {f(floor, 2)} | {f(floor / ostep if floor and ostep else None, 2)} "
                      f"| {f(floor / tstep if floor and tstep else None, 2)} |")
-    lines += ["", "Floor: reading the weights once per decode step at the card's HBM bandwidth "
+    lines += ["", "Step ms: wall time of the whole call (prefill included) / new tokens, for both. "
+              "Floor: reading the weights once per decode step at the card's HBM bandwidth "
               f"({'-' if bw is None else f'{bw / 1e12:.2f} TB/s'}).", ""]
     ttft = []
     for name in ("cold", "warm"):

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::prefix::PrefixCache;
 use super::sampling::sample;
@@ -216,13 +217,21 @@ impl<B: InferBackend> Engine<B> {
             let (hidden, c) = self.model.forward_cached(tokens, &rows, &starts, &self.rope, cache);
             cache = c;
             let logits = self.logits_rows(hidden)?;
+            let vocab = self.model.config.vocab_size;
+            // Rows sample in parallel (each from its own stream: the same tokens as one by
+            // one); with a 128k vocabulary a row's softmax costs about a millisecond.
+            let actives: Vec<&mut Active> = slots.iter_mut().filter_map(|s| s.as_mut()).collect();
+            let toks: Vec<u32> = actives
+                .into_par_iter()
+                .zip(logits.par_chunks(vocab))
+                .map(|(a, l)| sample(l, a.req.temperature, a.req.top_p, &mut a.req.rng))
+                .collect();
+            // A decode step's time includes sampling.
             self.stats.decode_steps += 1;
             self.stats.decode_seconds += t0.elapsed().as_secs_f64();
-            let vocab = self.model.config.vocab_size;
-            for (row, &slot) in live.iter().enumerate() {
+            for (&slot, tok) in live.iter().zip(toks) {
                 let mut a = slots[slot].take().expect("live");
-                let l = &logits[row * vocab..(row + 1) * vocab];
-                match self.push_token(&mut a, l, &cache, slot)? {
+                match self.push_token(&mut a, tok, &cache, slot)? {
                     Some(done) => {
                         out[a.index] = Some(done);
                         on_done();
@@ -277,7 +286,9 @@ impl<B: InferBackend> Engine<B> {
             let vocab = self.model.config.vocab_size;
             for (k, (index, slot, req)) in placed.into_iter().enumerate() {
                 let mut a = Active { index, seq: req.prompt.clone(), prompt_len: req.prompt.len(), req };
-                match self.push_token(&mut a, &logits[k * vocab..(k + 1) * vocab], &cache, slot)? {
+                let l = &logits[k * vocab..(k + 1) * vocab];
+                let tok = sample(l, a.req.temperature, a.req.top_p, &mut a.req.rng);
+                match self.push_token(&mut a, tok, &cache, slot)? {
                     Some(done) => {
                         out[index] = Some(done);
                         on_done();
@@ -408,15 +419,14 @@ impl<B: InferBackend> Engine<B> {
             .map_err(|e| Error::Other(format!("cannot read logits: {e:?}")))
     }
 
-    /// Samples the next token for `a` from `logits`; returns the completion if it finished.
+    /// Appends the sampled token `tok` to `a`; returns the completion if it finished.
     fn push_token(
         &mut self,
         a: &mut Active,
-        logits: &[f32],
+        tok: u32,
         cache: &[LayerCache<B>],
         slot: usize,
     ) -> Result<Option<Completion>> {
-        let tok = sample(logits, a.req.temperature, a.req.top_p, &mut a.req.rng);
         let generated = a.seq.len() - a.prompt_len;
         let finish = if a.req.stop != Stop::Never && self.tokenizer.eos.contains(&tok) {
             Some(Finish::Eos)
