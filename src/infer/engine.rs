@@ -4,6 +4,9 @@
 //! takes a slot copies the longest cached prefix of its prompt ([`PrefixCache`]) and computes
 //! the rest of the prompt; then every occupied slot advances one token per decode step; a
 //! finished request leaves and the next waiting one takes its slot (continuous batching).
+//! Slots are grouped into lanes ([`InferBackend::decode_lanes`]: two on a multi-core CPU, one
+//! on a GPU), each with its own cache tensors; lanes run their prefill and decode passes in
+//! parallel, and every row samples from its logits in parallel.
 //!
 //! Determinism: a request's tokens depend only on its prompt, its own random stream and the
 //! model. Every per-row computation has the same floating-point result whichever rows share
@@ -112,6 +115,97 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Per lane, per layer: slot caches.
+type Lanes<B> = Vec<Vec<LayerCache<B>>>;
+
+/// Logits of placed requests, by their index in the wave.
+type RowLogits = Vec<(usize, Vec<f32>)>;
+
+/// One decode step of one lane: `rows` are the lane's slots, with each one's last token and
+/// its position. Returns the rows' logits on the host (`[rows * vocab]`) and the lane's cache.
+fn decode_lane<B: InferBackend>(
+    model: &Llama<B>,
+    rope: &Rope<B>,
+    device: &B::Device,
+    cache: Vec<LayerCache<B>>,
+    mut rows: Vec<usize>,
+    mut tokens: Vec<i64>,
+    mut starts: Vec<usize>,
+) -> Result<(Vec<f32>, Vec<LayerCache<B>>)> {
+    let n = rows.len();
+    if n == 0 {
+        return Ok((Vec::new(), cache));
+    }
+    if n == 1 {
+        // see module docs: never a one-row product
+        rows.push(rows[0]);
+        tokens.push(tokens[0]);
+        starts.push(starts[0]);
+    }
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [rows.len(), 1]), device);
+    let (hidden, cache) = model.forward_cached(tokens, &rows, &starts, rope, cache);
+    let mut logits = host_logits(model, hidden)?;
+    logits.truncate(n * model.config.vocab_size);
+    Ok((logits, cache))
+}
+
+/// `[rows, 1, d]` hidden states -> host logits `[rows * vocab]`.
+fn host_logits<B: InferBackend>(model: &Llama<B>, hidden: Tensor<B, 3>) -> Result<Vec<f32>> {
+    model
+        .head(hidden)
+        .cast(burn::tensor::DType::F32)
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| Error::Other(format!("cannot read logits: {e:?}")))
+}
+
+/// The prompts of group `g` of `placed` (one lane's slots, similar remaining lengths) in one
+/// padded forward pass from their reused lengths; returns the lane's cache and the logits after
+/// each row's last prompt token (`[g.len() * vocab]`).
+#[allow(clippy::too_many_arguments)]
+fn prefill_group<B: InferBackend>(
+    model: &Llama<B>,
+    rope: &Rope<B>,
+    device: &B::Device,
+    cache: Vec<LayerCache<B>>,
+    g: &[usize],
+    placed: &[(usize, usize, Request)],
+    reused: &[usize],
+    per_lane: usize,
+) -> Result<(Vec<LayerCache<B>>, Vec<f32>)> {
+    let width = g.iter().map(|&k| placed[k].2.prompt.len() - reused[k]).max().expect("non-empty group");
+    let mut rows: Vec<usize> = Vec::new();
+    let mut starts = Vec::new();
+    let mut toks: Vec<i64> = Vec::new();
+    for &k in g {
+        let (_, slot, req) = &placed[k];
+        let rest = &req.prompt[reused[k]..];
+        rows.push(slot % per_lane);
+        starts.push(reused[k]);
+        toks.extend(rest.iter().map(|&t| t as i64));
+        toks.extend(std::iter::repeat_n(rest[rest.len() - 1] as i64, width - rest.len()));
+    }
+    if rows.len() * width == 1 {
+        // see module docs: never a one-row product
+        rows.push(rows[0]);
+        starts.push(starts[0]);
+        toks.push(toks[0]);
+    }
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [rows.len(), width]), device);
+    let (hidden, cache) = model.forward_cached(tokens, &rows, &starts, rope, cache);
+    let d = model.config.hidden_size;
+    let flat = hidden.reshape([rows.len() * width, d]);
+    let pick: Vec<i64> = g
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (i * width + placed[k].2.prompt.len() - reused[k] - 1) as i64)
+        .collect();
+    let n = pick.len();
+    let pick = Tensor::<B, 1, Int>::from_data(TensorData::new(pick, [n]), device);
+    let last = flat.select(0, pick).reshape([n, 1, d]);
+    Ok((cache, host_logits(model, last)?))
+}
+
 /// A model, its tokenizer, a slot cache and a prefix store.
 pub struct Engine<B: InferBackend> {
     model: Llama<B>,
@@ -121,7 +215,10 @@ pub struct Engine<B: InferBackend> {
     device: B::Device,
     batch: usize,
     capacity: usize,
-    cache: Option<Vec<LayerCache<B>>>,
+    /// Slots per lane: slot `s` lives in lane `s / per_lane` (see [`InferBackend::decode_lanes`]).
+    per_lane: usize,
+    /// Per lane, per layer: the slot caches.
+    cache: Option<Lanes<B>>,
     prefix: PrefixCache<B>,
     /// Per token id: does its text contain a newline?
     has_newline: Vec<bool>,
@@ -145,14 +242,16 @@ impl<B: InferBackend> Engine<B> {
         let has_newline = (0..vocab as u32)
             .map(|t| tokenizer.decode(&[t]).map(|s| s.contains('\n')).unwrap_or(true))
             .collect();
+        let batch = batch.max(1);
         Self {
             has_newline,
             model,
             rope,
             tokenizer,
             device: device.clone(),
-            batch: batch.max(1),
+            batch,
             capacity,
+            per_lane: batch.div_ceil(B::decode_lanes(batch)),
             cache: None,
             prefix: PrefixCache::new(prefix_budget),
             stats: Stats::default(),
@@ -190,7 +289,9 @@ impl<B: InferBackend> Engine<B> {
         let mut slots: Vec<Option<Active>> = (0..self.batch).map(|_| None).collect();
         let mut cache = match self.cache.take() {
             Some(c) => c,
-            None => self.model.new_cache(self.batch, self.capacity, &self.device),
+            None => (0..self.batch.div_ceil(self.per_lane))
+                .map(|_| self.model.new_cache(self.per_lane, self.capacity, &self.device))
+                .collect(),
         };
         loop {
             cache = self.admit_waiting(&mut waiting, &mut slots, &mut out, cache, &mut on_done)?;
@@ -202,21 +303,33 @@ impl<B: InferBackend> Engine<B> {
                 continue;
             }
             let t0 = Instant::now();
-            let mut rows: Vec<usize> = live.clone();
-            if rows.len() == 1 {
-                rows.push(rows[0]); // see module docs: never a one-row product
+            // One step per lane (lanes in parallel); `live` is ascending, so the lanes' logits
+            // in lane order are the live rows' logits in order.
+            let mut work = Vec::with_capacity(cache.len());
+            for (lane, lc) in cache.into_iter().enumerate() {
+                let mut rows = Vec::new();
+                let mut tokens = Vec::new();
+                let mut starts = Vec::new();
+                for &s in live.iter().filter(|&&s| s / self.per_lane == lane) {
+                    let a = slots[s].as_ref().expect("live");
+                    rows.push(s % self.per_lane);
+                    tokens.push(*a.seq.last().expect("non-empty") as i64);
+                    starts.push(a.seq.len() - 1);
+                }
+                work.push((lc, rows, tokens, starts));
             }
-            let tokens: Vec<i64> = rows
-                .iter()
-                .map(|&s| *slots[s].as_ref().expect("live").seq.last().expect("non-empty") as i64)
+            let (model, rope, device) = (&self.model, &self.rope, &self.device);
+            let stepped: Vec<Result<_>> = work
+                .into_par_iter()
+                .map(|(lc, rows, tokens, starts)| decode_lane(model, rope, device, lc, rows, tokens, starts))
                 .collect();
-            let starts: Vec<usize> =
-                rows.iter().map(|&s| slots[s].as_ref().expect("live").seq.len() - 1).collect();
-            let tokens =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [rows.len(), 1]), &self.device);
-            let (hidden, c) = self.model.forward_cached(tokens, &rows, &starts, &self.rope, cache);
-            cache = c;
-            let logits = self.logits_rows(hidden)?;
+            cache = Vec::with_capacity(stepped.len());
+            let mut logits = Vec::new();
+            for r in stepped {
+                let (l, c) = r?;
+                logits.extend(l);
+                cache.push(c);
+            }
             let vocab = self.model.config.vocab_size;
             // Rows sample in parallel (each from its own stream: the same tokens as one by
             // one); with a 128k vocabulary a row's softmax costs about a millisecond.
@@ -252,9 +365,9 @@ impl<B: InferBackend> Engine<B> {
         waiting: &mut VecDeque<(usize, Request)>,
         slots: &mut [Option<Active>],
         out: &mut [Option<Completion>],
-        mut cache: Vec<LayerCache<B>>,
+        mut cache: Lanes<B>,
         on_done: &mut impl FnMut(),
-    ) -> Result<Vec<LayerCache<B>>> {
+    ) -> Result<Lanes<B>> {
         loop {
             let free: Vec<usize> = (0..slots.len()).filter(|&s| slots[s].is_none()).collect();
             if free.is_empty() || waiting.is_empty() {
@@ -307,9 +420,10 @@ impl<B: InferBackend> Engine<B> {
     fn admit_wave(
         &mut self,
         placed: &[(usize, usize, Request)],
-        mut cache: Vec<LayerCache<B>>,
-    ) -> Result<(Vec<f32>, Vec<LayerCache<B>>)> {
+        mut cache: Lanes<B>,
+    ) -> Result<(Vec<f32>, Lanes<B>)> {
         let t0 = Instant::now();
+        let per_lane = self.per_lane;
         let mut reused = Vec::with_capacity(placed.len());
         for (_, slot, req) in placed {
             let p = &req.prompt;
@@ -317,12 +431,13 @@ impl<B: InferBackend> Engine<B> {
             let mut len = 0;
             if let Some((entry, n)) = self.prefix.lookup(&p[..p.len() - 1]) {
                 let kv = self.prefix.get(entry, n);
-                cache = cache
+                let (lane, local) = (slot / per_lane, slot % per_lane);
+                cache[lane] = std::mem::take(&mut cache[lane])
                     .into_iter()
                     .zip(kv)
                     .map(|(lc, (k, v))| LayerCache {
-                        k: B::cache_write(Kv::Key, lc.k, &[*slot], &[0], k),
-                        v: B::cache_write(Kv::Value, lc.v, &[*slot], &[0], v),
+                        k: B::cache_write(Kv::Key, lc.k, &[local], &[0], k),
+                        v: B::cache_write(Kv::Value, lc.v, &[local], &[0], v),
                     })
                     .collect();
                 len = n;
@@ -349,56 +464,56 @@ impl<B: InferBackend> Engine<B> {
                 groups.push(vec![k]);
             }
         }
-        let vocab = self.model.config.vocab_size;
+        // A forward pass runs on one lane's cache: each group splits by lane, and the lanes
+        // compute their groups in parallel.
+        let lanes: Vec<(_, Vec<Vec<usize>>)> = std::mem::take(&mut cache)
+            .into_iter()
+            .enumerate()
+            .map(|(lane, lc)| {
+                let mine = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter().copied().filter(|&k| placed[k].1 / per_lane == lane).collect::<Vec<_>>()
+                    })
+                    .filter(|sub| !sub.is_empty())
+                    .collect();
+                (lc, mine)
+            })
+            .collect();
+        let (model, rope, device) = (&self.model, &self.rope, &self.device);
+        let vocab = model.config.vocab_size;
+        let done: Vec<Result<(_, RowLogits)>> = lanes
+            .into_par_iter()
+            .map(|(mut lc, groups)| {
+                let mut rows_logits = Vec::new();
+                for g in groups {
+                    let (c, lg) = prefill_group(model, rope, device, lc, &g, placed, &reused, per_lane)?;
+                    lc = c;
+                    for (i, &k) in g.iter().enumerate() {
+                        rows_logits.push((k, lg[i * vocab..(i + 1) * vocab].to_vec()));
+                    }
+                }
+                Ok((lc, rows_logits))
+            })
+            .collect();
         let mut logits = vec![0f32; placed.len() * vocab];
-        for g in groups {
-            let width =
-                g.iter().map(|&k| placed[k].2.prompt.len() - reused[k]).max().expect("non-empty group");
-            let mut rows: Vec<usize> = Vec::new();
-            let mut starts = Vec::new();
-            let mut toks: Vec<i64> = Vec::new();
-            for &k in &g {
-                let (_, slot, req) = &placed[k];
-                let rest = &req.prompt[reused[k]..];
-                rows.push(*slot);
-                starts.push(reused[k]);
-                toks.extend(rest.iter().map(|&t| t as i64));
-                toks.extend(std::iter::repeat_n(rest[rest.len() - 1] as i64, width - rest.len()));
-            }
-            if rows.len() * width == 1 {
-                // see module docs: never a one-row product
-                rows.push(rows[0]);
-                starts.push(starts[0]);
-                toks.push(toks[0]);
-            }
-            let tokens =
-                Tensor::<B, 2, Int>::from_data(TensorData::new(toks, [rows.len(), width]), &self.device);
-            let (hidden, c) = self.model.forward_cached(tokens, &rows, &starts, &self.rope, cache);
-            cache = c;
-            let d = self.model.config.hidden_size;
-            let flat = hidden.reshape([rows.len() * width, d]);
-            let pick: Vec<i64> = g
-                .iter()
-                .enumerate()
-                .map(|(i, &k)| (i * width + placed[k].2.prompt.len() - reused[k] - 1) as i64)
-                .collect();
-            let n = pick.len();
-            let pick = Tensor::<B, 1, Int>::from_data(TensorData::new(pick, [n]), &self.device);
-            let last = flat.select(0, pick).reshape([n, 1, d]);
-            let lg = self.logits_rows(last)?;
-            for (i, &k) in g.iter().enumerate() {
-                logits[k * vocab..(k + 1) * vocab].copy_from_slice(&lg[i * vocab..(i + 1) * vocab]);
+        for r in done {
+            let (lc, rows_logits) = r?;
+            cache.push(lc);
+            for (k, l) in rows_logits {
+                logits[k * vocab..(k + 1) * vocab].copy_from_slice(&l);
             }
         }
         for (_, slot, req) in placed {
             if !self.prefix.covers(&req.prompt) {
                 let n = req.prompt.len();
-                let kv = cache
+                let (lane, local) = (slot / per_lane, slot % per_lane);
+                let kv = cache[lane]
                     .iter()
                     .map(|lc| {
                         (
-                            B::cache_read(Kv::Key, &lc.k, *slot, 0, n),
-                            B::cache_read(Kv::Value, &lc.v, *slot, 0, n),
+                            B::cache_read(Kv::Key, &lc.k, local, 0, n),
+                            B::cache_read(Kv::Value, &lc.v, local, 0, n),
                         )
                     })
                     .collect();
@@ -409,22 +524,12 @@ impl<B: InferBackend> Engine<B> {
         Ok((logits, cache))
     }
 
-    /// `[rows, 1, d]` hidden states -> host logits `[rows * vocab]`.
-    fn logits_rows(&self, hidden: Tensor<B, 3>) -> Result<Vec<f32>> {
-        let logits = self.model.head(hidden);
-        logits
-            .cast(burn::tensor::DType::F32)
-            .into_data()
-            .to_vec::<f32>()
-            .map_err(|e| Error::Other(format!("cannot read logits: {e:?}")))
-    }
-
     /// Appends the sampled token `tok` to `a`; returns the completion if it finished.
     fn push_token(
         &mut self,
         a: &mut Active,
         tok: u32,
-        cache: &[LayerCache<B>],
+        cache: &Lanes<B>,
         slot: usize,
     ) -> Result<Option<Completion>> {
         let generated = a.seq.len() - a.prompt_len;
@@ -451,12 +556,13 @@ impl<B: InferBackend> Engine<B> {
         // Keys/values exist for every position but the last token.
         let computed = if finish == Finish::Eos { a.seq.len() } else { a.seq.len() - 1 };
         if computed > 0 && !self.prefix.covers(&a.seq[..computed]) {
-            let kv = cache
+            let (lane, local) = (slot / self.per_lane, slot % self.per_lane);
+            let kv = cache[lane]
                 .iter()
                 .map(|lc| {
                     (
-                        B::cache_read(Kv::Key, &lc.k, slot, 0, computed),
-                        B::cache_read(Kv::Value, &lc.v, slot, 0, computed),
+                        B::cache_read(Kv::Key, &lc.k, local, 0, computed),
+                        B::cache_read(Kv::Value, &lc.v, local, 0, computed),
                     )
                 })
                 .collect();

@@ -37,6 +37,14 @@ pub enum Kv {
 
 /// A backend the inference engine can run on.
 pub trait InferBackend: Backend {
+    /// Independent groups of cache slots ("lanes") a decode batch of `batch` rows is split
+    /// into; lanes run their forward passes concurrently. Rows compute the same numbers in
+    /// any grouping, so this changes speed only. Default 1 (one batched pass, as a GPU wants).
+    fn decode_lanes(batch: usize) -> usize {
+        let _ = batch;
+        1
+    }
+
     /// An empty cache of `slots` sequences of `capacity` positions, `heads` kv heads of size
     /// `dim`. Default layout `[slots, heads, capacity, dim]`.
     fn kv_cache(
@@ -170,6 +178,16 @@ fn owned_f32(t: Tensor<Flex, 4>) -> FlexTensor {
 /// Flex: f32 caches, keys transposed (`[slots, heads, dim, capacity]`), values
 /// `[slots, heads, capacity, dim]`.
 impl InferBackend for Flex {
+    /// Two lanes on two or more threads: flex runs a decode step's small matrix products on
+    /// one thread, so two half-batches in parallel use both cores.
+    fn decode_lanes(batch: usize) -> usize {
+        if batch >= 16 && rayon::current_num_threads() >= 2 {
+            2
+        } else {
+            1
+        }
+    }
+
     fn kv_cache(
         kind: Kv,
         slots: usize,
