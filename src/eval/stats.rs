@@ -92,37 +92,20 @@ fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
         return 1.0 - inc_beta(b, a, 1.0 - x);
     }
     let tiny = 1e-300;
+    let floor = |v: f64| if v.abs() < tiny { tiny } else { v };
     let mut c = 1.0;
-    let mut d = 1.0 - (a + b) * x / (a + 1.0);
-    if d.abs() < tiny {
-        d = tiny;
-    }
-    d = 1.0 / d;
+    let mut d = 1.0 / floor(1.0 - (a + b) * x / (a + 1.0));
     let mut h = d;
+    // One Lentz update with coefficient `aa`; returns the factor `d * c` applied to `h`.
+    let mut update = |aa: f64| {
+        d = 1.0 / floor(1.0 + aa * d);
+        c = floor(1.0 + aa / c);
+        d * c
+    };
     for m in 1..300 {
         let m = m as f64;
-        let aa = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
-        d = 1.0 + aa * d;
-        if d.abs() < tiny {
-            d = tiny;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < tiny {
-            c = tiny;
-        }
-        d = 1.0 / d;
-        h *= d * c;
-        let aa = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
-        d = 1.0 + aa * d;
-        if d.abs() < tiny {
-            d = tiny;
-        }
-        c = 1.0 + aa / c;
-        if c.abs() < tiny {
-            c = tiny;
-        }
-        d = 1.0 / d;
-        let del = d * c;
+        h *= update(m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)));
+        let del = update(-(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0)));
         h *= del;
         if (del - 1.0).abs() < 1e-15 {
             break;

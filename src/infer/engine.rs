@@ -151,8 +151,12 @@ fn decode_lane<B: InferBackend>(
 
 /// `[rows, 1, d]` hidden states -> host logits `[rows * vocab]`.
 fn host_logits<B: InferBackend>(model: &Llama<B>, hidden: Tensor<B, 3>) -> Result<Vec<f32>> {
-    model
-        .head(hidden)
+    to_host(model.head(hidden))
+}
+
+/// Logits (any float type) as host f32 values, row-major.
+fn to_host<B: InferBackend>(logits: Tensor<B, 3>) -> Result<Vec<f32>> {
+    logits
         .cast(burn::tensor::DType::F32)
         .into_data()
         .to_vec::<f32>()
@@ -586,8 +590,7 @@ impl<B: InferBackend> Engine<B> {
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &self.device);
-        let logits = self.model.forward(t, &self.rope);
-        logits.cast(burn::tensor::DType::F32).into_data().to_vec().map_err(|e| Error::Other(format!("{e:?}")))
+        to_host(self.model.forward(t, &self.rope))
     }
 
     /// Per-token log-probabilities of `tokens[1..]` given the tokens before each (one full
@@ -600,15 +603,8 @@ impl<B: InferBackend> Engine<B> {
                 tokens.len()
             )));
         }
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &self.device);
-        let logits = self.model.forward(t, &self.rope);
+        let host = self.logits(tokens)?;
         let v = self.model.config.vocab_size;
-        let host: Vec<f32> = logits
-            .cast(burn::tensor::DType::F32)
-            .into_data()
-            .to_vec()
-            .map_err(|e| Error::Other(format!("{e:?}")))?;
         Ok((1..tokens.len())
             .map(|i| super::sampling::log_prob(&host[(i - 1) * v..i * v], tokens[i]))
             .collect())

@@ -24,7 +24,7 @@ use crate::model::Llama;
 use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::rng::Stream;
 use crate::task::Problem;
-use crate::train::trainer::{Output, Settings};
+use crate::train::trainer::{train, Objective, Output, Report, Settings};
 
 /// Summary of an evaluation stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,6 +57,53 @@ pub struct ModelSummary {
     /// Tokens generated to make the training data (sampling), if any.
     #[serde(default)]
     pub data_tokens: u64,
+}
+
+impl ModelSummary {
+    /// The summary of training stage `key`: checkpoint `ckpt`, `examples` used, the loop's
+    /// report, wall time since `started` and the tokens generated to make the data.
+    pub fn trained(
+        key: &Key,
+        ckpt: std::path::PathBuf,
+        examples: usize,
+        rep: &Report,
+        started: std::time::Instant,
+        data_tokens: u64,
+    ) -> Self {
+        Self {
+            model: ModelRef { id: key.hash.clone(), path: ckpt },
+            examples,
+            steps: rep.steps,
+            final_loss: rep.final_loss,
+            seconds: started.elapsed().as_secs_f64(),
+            data_tokens,
+        }
+    }
+}
+
+/// The tail every fine-tuning stage shares: trains `model` on `objective` with metrics and
+/// resumable state (saved every 50 steps) in the stage folder `dir` and a progress bar named
+/// `label`, then saves the checkpoint as `dir/checkpoint`; returns its path and the report.
+pub fn fit_and_save<AB: AutodiffBackend>(
+    ctx: &Ctx<AB>,
+    model: Llama<AB>,
+    tok: &Tokenizer,
+    objective: &Objective<'_, AB>,
+    settings: &Settings,
+    dir: &Path,
+    label: &str,
+) -> Result<(std::path::PathBuf, Report)>
+where
+    AB::InnerBackend: InferBackend,
+{
+    let bar = ctx.bar(0, label);
+    let out =
+        Output { metrics: Some(dir.join("metrics.csv")), state_dir: Some(dir.join("state")), save_every: 50 };
+    let (model, rep) = train(model, objective, settings, &out, Some(&bar))?;
+    bar.finish_and_clear();
+    let ckpt = dir.join("checkpoint");
+    save_checkpoint(&model, tok, &ckpt)?;
+    Ok((ckpt, rep))
 }
 
 /// Loads a model for inference.

@@ -8,6 +8,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use super::fit_and_save;
 use super::policy::EnginePolicy;
 use super::{
     continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, train_settings, write_jsonl,
@@ -15,13 +16,12 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
-use crate::model::weights::save_checkpoint;
 use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::search::run::Search;
 use crate::search::{records, ProblemResult, Record, RootTree};
 use crate::task::Problem;
 use crate::train::data::Example;
-use crate::train::trainer::{train, Objective, Output};
+use crate::train::trainer::Objective;
 
 /// Summary of an MCTS stage.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -206,29 +206,14 @@ where
             let purpose = format!("ours-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
             let settings = train_settings(ctx, &purpose);
-            let bar = ctx.bar(0, &format!("train ours {iteration}"));
-            let out = Output {
-                metrics: Some(dir.join("metrics.csv")),
-                state_dir: Some(dir.join("state")),
-                save_every: 50,
-            };
             let objective = Objective::WeightedKl {
                 examples: &examples,
                 reference: &reference,
                 beta: ctx.cfg.exp.ours.beta,
             };
-            let (model, rep) = train(model, &objective, &settings, &out, Some(&bar))?;
-            bar.finish_and_clear();
-            let ckpt = dir.join("checkpoint");
-            save_checkpoint(&model, &tok, &ckpt)?;
-            Ok(ModelSummary {
-                model: ModelRef { id: key.hash.clone(), path: ckpt },
-                examples: examples.len(),
-                steps: rep.steps,
-                final_loss: rep.final_loss,
-                seconds: t0.elapsed().as_secs_f64(),
-                data_tokens: 0,
-            })
+            let label = format!("train ours {iteration}");
+            let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, &label)?;
+            Ok(ModelSummary::trained(&key, ckpt, examples.len(), &rep, t0, 0))
         },
     )?;
     Ok(s.model)

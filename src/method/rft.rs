@@ -6,15 +6,15 @@ use std::collections::HashSet;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use super::fit_and_save;
 use super::{draw, engine, load_train, prepare_for_training, train_settings, write_jsonl, ModelSummary};
 use crate::error::Result;
 use crate::infer::{encode_prompt, Request, Stop};
 use crate::model::backend::InferBackend;
-use crate::model::weights::save_checkpoint;
 use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::rng::Stream;
 use crate::train::data::Example;
-use crate::train::trainer::{train, Objective, Output};
+use crate::train::trainer::Objective;
 
 /// One kept (or rejected) sample.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,24 +98,9 @@ where
         let (model, tok) = load_train(ctx, base)?;
         let model = prepare_for_training(ctx, model, "rft-train");
         let settings = train_settings(ctx, "rft-train");
-        let bar = ctx.bar(0, "train rft");
-        let out = Output {
-            metrics: Some(dir.join("metrics.csv")),
-            state_dir: Some(dir.join("state")),
-            save_every: 50,
-        };
-        let (model, rep) = train(model, &Objective::Nll(&examples), &settings, &out, Some(&bar))?;
-        bar.finish_and_clear();
-        let ckpt = dir.join("checkpoint");
-        save_checkpoint(&model, &tok, &ckpt)?;
-        Ok(ModelSummary {
-            model: ModelRef { id: key.hash.clone(), path: ckpt },
-            examples: examples.len(),
-            steps: rep.steps,
-            final_loss: rep.final_loss,
-            seconds: t0.elapsed().as_secs_f64(),
-            data_tokens,
-        })
+        let objective = Objective::Nll(&examples);
+        let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, "train rft")?;
+        Ok(ModelSummary::trained(&key, ckpt, examples.len(), &rep, t0, data_tokens))
     })?;
     Ok(s.model)
 }

@@ -7,18 +7,18 @@ use std::collections::HashMap;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::fit_and_save;
 use super::ours::trees;
 use super::{
     continuation_tokens, load_train, prepare_for_training, train_settings, write_jsonl, ModelSummary,
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
-use crate::model::weights::save_checkpoint;
 use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::search::preference_pair;
 use crate::task::Problem;
 use crate::train::data::Pair;
-use crate::train::trainer::{train, Objective, Output};
+use crate::train::trainer::Objective;
 
 /// Trains `prev` with DPO on the step pairs of the trees of `mcts`.
 pub fn train_iteration<AB: AutodiffBackend>(
@@ -72,26 +72,11 @@ where
             if ctx.cfg.exp.step_dpo.lr > 0.0 {
                 settings.lr = ctx.cfg.exp.step_dpo.lr;
             }
-            let bar = ctx.bar(0, &format!("train DPO {iteration}"));
-            let out = Output {
-                metrics: Some(dir.join("metrics.csv")),
-                state_dir: Some(dir.join("state")),
-                save_every: 50,
-            };
             let objective =
                 Objective::Dpo { pairs: &pairs, reference: &reference, beta: ctx.cfg.exp.step_dpo.beta };
-            let (model, rep) = train(model, &objective, &settings, &out, Some(&bar))?;
-            bar.finish_and_clear();
-            let ckpt = dir.join("checkpoint");
-            save_checkpoint(&model, &tok, &ckpt)?;
-            Ok(ModelSummary {
-                model: ModelRef { id: key.hash.clone(), path: ckpt },
-                examples: pairs.len(),
-                steps: rep.steps,
-                final_loss: rep.final_loss,
-                seconds: t0.elapsed().as_secs_f64(),
-                data_tokens: 0,
-            })
+            let label = format!("train DPO {iteration}");
+            let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, &label)?;
+            Ok(ModelSummary::trained(&key, ckpt, pairs.len(), &rep, t0, 0))
         },
     )?;
     Ok(s.model)

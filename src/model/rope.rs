@@ -7,6 +7,7 @@
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use super::config::LlamaConfig;
+use super::llama::like;
 
 /// Inverse frequencies `theta^(-2i/d)` for `i < d/2`, with Llama-3.1 scaling applied.
 pub fn inv_freq(cfg: &LlamaConfig) -> Vec<f64> {
@@ -63,10 +64,7 @@ pub struct RopeAt<B: Backend> {
 impl<B: Backend> RopeAt<B> {
     /// The tables in `dtype` (the activations' type).
     pub fn cast(self, dtype: burn::tensor::DType) -> Self {
-        if self.cos.dtype() == dtype {
-            return self;
-        }
-        Self { cos: self.cos.cast(dtype), sin: self.sin.cast(dtype), heads: self.heads }
+        Self { cos: like(self.cos, dtype), sin: like(self.sin, dtype), heads: self.heads }
     }
 }
 
@@ -146,12 +144,7 @@ impl<B: Backend> Rope<B> {
         let [b, l, h, d] = x.dims();
         assert_eq!(h, at.heads, "RoPE tables built for {} heads, applied to {h}", at.heads);
         let flat = x.reshape([b * l * h, d]);
-        let rotate = if self.rotate.dtype() == flat.dtype() {
-            self.rotate.clone()
-        } else {
-            self.rotate.clone().cast(flat.dtype())
-        };
-        let rotated = flat.clone().matmul(rotate);
+        let rotated = flat.clone().matmul(like(self.rotate.clone(), flat.dtype()));
         (flat * at.cos.clone() + rotated * at.sin.clone()).reshape([b, l, h, d])
     }
 }
