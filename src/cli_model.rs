@@ -46,7 +46,7 @@ macro_rules! on_backend {
             }
             #[cfg(feature = "cuda")]
             $crate::config::schema::Backend::Cuda => {
-                $f::<$crate::model::cuda::Cuda>($($a,)* &Default::default(), $crate::cli_model::dtype(m.dtype))
+                $f::<$crate::model::cuda::Cuda>($($a,)* &Default::default(), m.dtype.burn())
             }
             #[cfg(not(feature = "cuda"))]
             $crate::config::schema::Backend::Cuda => unreachable!("check_backend refuses cuda in this build"),
@@ -54,14 +54,6 @@ macro_rules! on_backend {
     }};
 }
 pub(crate) use on_backend;
-
-/// burn's type for a config dtype.
-pub fn dtype(d: Dtype) -> DType {
-    match d {
-        Dtype::F32 => DType::F32,
-        Dtype::Bf16 => DType::BF16,
-    }
-}
 
 /// Refuses a backend/dtype pair this build or machine cannot run, before any work.
 pub fn check_backend(m: &ModelArgs) -> Result<()> {

@@ -325,11 +325,11 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
         }
     }
     for target in &tr.lora_targets {
-        if !["q", "k", "v", "o", "gate", "up", "down"].contains(&target.as_str()) {
+        if !crate::train::lora::TARGETS.contains(&target.as_str()) {
             return Err(c.fail(
                 "train.lora_targets",
                 format!("{target:?}"),
-                "names among q, k, v, o, gate, up, down",
+                &format!("names among {}", crate::train::lora::TARGETS.join(", ")),
             ));
         }
     }

@@ -94,6 +94,16 @@ pub enum Dtype {
     Bf16,
 }
 
+impl Dtype {
+    /// burn's type for it.
+    pub fn burn(self) -> burn::tensor::DType {
+        match self {
+            Dtype::F32 => burn::tensor::DType::F32,
+            Dtype::Bf16 => burn::tensor::DType::BF16,
+        }
+    }
+}
+
 /// `[model.tiny]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

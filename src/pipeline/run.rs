@@ -6,7 +6,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 
 use super::{progress, Counts, Ctx, ModelRef};
-use crate::config::schema::{Backend, Dtype};
+use crate::config::schema::Backend;
 use crate::config::{Loaded, Resolved};
 use crate::error::{Error, Result};
 use crate::method::{self, draw, ours, rft, step_dpo, EvalSummary, ModelSummary};
@@ -96,14 +96,14 @@ pub fn run_experiment(loaded: &Loaded) -> Result<()> {
         #[cfg(feature = "cuda")]
         (Backend::Cuda, dtype) => {
             crate::model::cuda::check_runtime()?;
-            let d = if dtype == Dtype::Bf16 { DType::BF16 } else { DType::F32 };
-            run_all::<burn::backend::Autodiff<crate::model::cuda::Cuda>>(loaded, Default::default(), d)
+            run_all::<burn::backend::Autodiff<crate::model::cuda::Cuda>>(
+                loaded,
+                Default::default(),
+                dtype.burn(),
+            )
         }
         #[cfg(not(feature = "cuda"))]
-        (Backend::Cuda, _) => {
-            let _ = Dtype::F32;
-            Err(Error::Other("backend \"cuda\" needs a build with --features cuda".into()))
-        }
+        (Backend::Cuda, _) => Err(Error::Other("backend \"cuda\" needs a build with --features cuda".into())),
     }
 }
 
