@@ -179,9 +179,8 @@ fn score_on<B: InferBackend>(a: &ScoreArgs, device: &B::Device, dtype: DType) ->
             ids.insert(0, b);
         }
     }
-    let lp = e.score(&ids)?;
+    let (lp, logits) = e.score_with_logits(&ids)?;
     if let Some(path) = &a.logits_out {
-        let logits = e.logits(&ids)?;
         let v = e.model().config.vocab_size;
         let rows: Vec<&[f32]> = logits.chunks(v).collect();
         let text = serde_json::to_string(&json!({"input_ids": ids, "logits": rows})).expect("json");

@@ -596,6 +596,11 @@ impl<B: InferBackend> Engine<B> {
     /// Per-token log-probabilities of `tokens[1..]` given the tokens before each (one full
     /// causal forward).
     pub fn score(&self, tokens: &[u32]) -> Result<Vec<f64>> {
+        Ok(self.score_with_logits(tokens)?.0)
+    }
+
+    /// [`Engine::score`] and the logits it came from (`[tokens.len() * vocab]`).
+    pub fn score_with_logits(&self, tokens: &[u32]) -> Result<(Vec<f64>, Vec<f32>)> {
         if tokens.len() < 2 || tokens.len() > self.capacity {
             return Err(Error::Other(format!(
                 "score needs 2..={} tokens, got {}",
@@ -605,8 +610,9 @@ impl<B: InferBackend> Engine<B> {
         }
         let host = self.logits(tokens)?;
         let v = self.model.config.vocab_size;
-        Ok((1..tokens.len())
+        let lp = (1..tokens.len())
             .map(|i| super::sampling::log_prob(&host[(i - 1) * v..i * v], tokens[i]))
-            .collect())
+            .collect();
+        Ok((lp, host))
     }
 }
