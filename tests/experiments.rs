@@ -14,7 +14,7 @@ fn root() -> PathBuf {
 fn fixture_for(kind: &str, split: &str) -> String {
     match kind {
         "math" => "tests/fixtures/math_mini.jsonl".into(),
-        _ => format!("../shared/data/gsm_symbolic/{split}.jsonl"),
+        _ => format!("data/gsm_symbolic/{split}.jsonl"),
     }
 }
 
