@@ -61,6 +61,13 @@ pub struct BenchTrainArgs {
     /// Measured steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// Loss: `nll` (mean token NLL) or `kl` (METHOD.md eq. 2: weighted NLL plus `--beta` times
+    /// the exact KL to a frozen copy of the loaded model, whose forward runs every step).
+    #[arg(long, default_value = "nll", value_parser = ["nll", "kl"])]
+    pub objective: String,
+    /// KL weight of `--objective kl`.
+    #[arg(long, default_value_t = 0.05)]
+    pub beta: f64,
     /// Seed for the data and the adapters.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -137,6 +144,7 @@ fn bench_generate_on<B: InferBackend>(a: &BenchGenerateArgs, device: &B::Device,
     emit(
         json!({
             "model": a.model.model,
+            "config": crate::model::config::HfConfig::from_config(cfg, None, &[]),
             "backend": a.model.backend,
             "dtype": a.model.dtype,
             "params": cfg.num_params(),
@@ -215,8 +223,19 @@ fn bench_train_on<B: InferBackend>(a: &BenchTrainArgs, device: &B::Device, dtype
         stop_after: None,
     };
     let (warm, measured) = examples.split_at(a.batch);
-    let (model, first) = train(model, &Objective::Nll(warm), &settings(1), &Output::default(), None)?;
-    let (_, rep) = train(model, &Objective::Nll(measured), &settings(a.steps), &Output::default(), None)?;
+    let config = crate::model::config::HfConfig::from_config(&model.config, None, &[]);
+    // The eq. (2) reference: the loaded model itself, frozen (as iteration 1 of ours uses it).
+    let reference = if a.objective == "kl" {
+        Some(load_model::<B>(&spec, a.model.context.max(a.seq_len), device, dtype)?.0)
+    } else {
+        None
+    };
+    let objective = |examples| match &reference {
+        Some(r) => Objective::WeightedKl { examples, reference: r, beta: a.beta },
+        None => Objective::Nll(examples),
+    };
+    let (model, first) = train(model, &objective(warm), &settings(1), &Output::default(), None)?;
+    let (_, rep) = train(model, &objective(measured), &settings(a.steps), &Output::default(), None)?;
     let step_s = rep.seconds / rep.steps.max(1) as f64;
     emit(
         json!({
@@ -224,8 +243,11 @@ fn bench_train_on<B: InferBackend>(a: &BenchTrainArgs, device: &B::Device, dtype
             "backend": a.model.backend,
             "dtype": a.model.dtype,
             "params": params,
+            "config": config,
+            "objective": a.objective,
             "lora_rank": a.lora_rank,
             "lora_targets": a.lora_targets,
+            "threads": rayon::current_num_threads(),
             "batch": a.batch,
             "seq_len": a.seq_len,
             "load_seconds": load_s,

@@ -152,3 +152,36 @@ fn bench_train_reports_a_lora_step() {
     let (ok, _, err) = runner(&["bench", "train", "--model", "preset:tiny", "--lora-targets", "q,foo"]);
     assert!(!ok && err.contains("--lora-targets") && err.contains("foo"), "{err}");
 }
+
+/// The inference kernel's instruction set (AVX-512, AVX2 or portable; `MCTS_PS_ISA` forces a
+/// narrower one) changes no sampled token: every product is the same chain of fused
+/// multiply-adds (see `model::flex_linear`). SmolLM2 (hidden 576, MLP 1536) exercises products
+/// longer than one GEMM block; the tiny preset runs on the portable path too.
+#[test]
+fn sampled_tokens_do_not_depend_on_the_cpu_instruction_set() {
+    let run = |isa: Option<&str>, model: &str, tokens: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runner"));
+        c.args(["generate", "--model", model, "--prompt", "Ann has 3 pens and buys 4 more.\n\n"])
+            .args(["--temperature", "1.0", "--seed", "5", "--max-tokens", tokens])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("MCTS_PS_ISA");
+        if let Some(i) = isa {
+            c.env("MCTS_PS_ISA", i);
+        }
+        let out = c.output().expect("runner starts");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tiny = run(None, "preset:tiny:3", "48");
+    assert_eq!(run(Some("avx2"), "preset:tiny:3", "48"), tiny);
+    assert_eq!(run(Some("scalar"), "preset:tiny:3", "48"), tiny);
+    let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fixtures/smollm2-135m-instruct-q4_1.gguf");
+    if !gguf.exists() {
+        eprintln!("SKIPPED (SmolLM2 part): {} missing; run scripts/fetch-fixtures.sh", gguf.display());
+        return;
+    }
+    let g = gguf.to_str().unwrap();
+    let best = run(None, g, "24");
+    assert!(best.contains("\"completion\""), "{best}");
+    assert_eq!(run(Some("avx2"), g, "24"), best);
+}

@@ -207,10 +207,10 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.at_least("model.tiny.layers", t.layers, 1)?;
     c.at_least("model.tiny.heads", t.heads, 1)?;
     c.at_least("model.tiny.kv_heads", t.kv_heads, 1)?;
-    if t.hidden_size % t.heads != 0 || (t.hidden_size / t.heads) % 2 != 0 {
+    if !t.hidden_size.is_multiple_of(t.heads) || !(t.hidden_size / t.heads).is_multiple_of(2) {
         return Err(c.fail("model.tiny.heads", t.heads, "a divisor of hidden_size giving an even head size"));
     }
-    if t.heads % t.kv_heads != 0 {
+    if !t.heads.is_multiple_of(t.kv_heads) {
         return Err(c.fail("model.tiny.kv_heads", t.kv_heads, "a divisor of model.tiny.heads"));
     }
 

@@ -151,7 +151,7 @@ fn decode_lane<B: InferBackend>(
 
 /// `[rows, 1, d]` hidden states -> host logits `[rows * vocab]`.
 fn host_logits<B: InferBackend>(model: &Llama<B>, hidden: Tensor<B, 3>) -> Result<Vec<f32>> {
-    to_host(model.head(hidden))
+    to_host(model.head_with(hidden, B::weight_matmul))
 }
 
 /// Logits (any float type) as host f32 values, row-major.
@@ -241,12 +241,14 @@ impl<B: InferBackend> Engine<B> {
         prefix_budget: usize,
         device: &B::Device,
     ) -> Self {
+        let model = if B::untie_head() { model.untie_head() } else { model };
         let rope = Rope::new(&model.config, capacity, device);
         let vocab = model.config.vocab_size.max(tokenizer.vocab_size());
         let has_newline = (0..vocab as u32)
             .map(|t| tokenizer.decode(&[t]).map(|s| s.contains('\n')).unwrap_or(true))
             .collect();
         let batch = batch.max(1);
+        let model_bytes = model.config.num_params() * model.embed.val().dtype().size();
         Self {
             has_newline,
             model,
@@ -255,7 +257,7 @@ impl<B: InferBackend> Engine<B> {
             device: device.clone(),
             batch,
             capacity,
-            per_lane: batch.div_ceil(B::decode_lanes(batch)),
+            per_lane: batch.div_ceil(B::decode_lanes(batch, model_bytes)),
             cache: None,
             prefix: PrefixCache::new(prefix_budget),
             stats: Stats::default(),

@@ -37,12 +37,25 @@ pub enum Kv {
 
 /// A backend the inference engine can run on.
 pub trait InferBackend: Backend {
-    /// Independent groups of cache slots ("lanes") a decode batch of `batch` rows is split
-    /// into; lanes run their forward passes concurrently. Rows compute the same numbers in
-    /// any grouping, so this changes speed only. Default 1 (one batched pass, as a GPU wants).
-    fn decode_lanes(batch: usize) -> usize {
-        let _ = batch;
+    /// Independent groups of cache slots ("lanes") a decode batch of `batch` rows of a model
+    /// of `weight_bytes` is split into; lanes run their forward passes concurrently. Rows
+    /// compute the same numbers in any grouping, so this changes speed only. Default 1 (one
+    /// batched pass, as a GPU wants).
+    fn decode_lanes(batch: usize, weight_bytes: usize) -> usize {
+        let _ = (batch, weight_bytes);
         1
+    }
+
+    /// Whether the engine should give a tied output head its own row-major copy
+    /// ([`crate::model::Llama::untie_head`]). Default false.
+    fn untie_head() -> bool {
+        false
+    }
+
+    /// The inference engine's matrix product `x [m, k] · w [k, n]` (weights, head). Default:
+    /// burn's `matmul`.
+    fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        x.matmul(w)
     }
 
     /// An empty cache of `slots` sequences of `capacity` positions, `heads` kv heads of size
@@ -175,17 +188,38 @@ fn owned_f32(t: Tensor<Flex, 4>) -> FlexTensor {
     c
 }
 
+/// Largest model (weight bytes) decoded in two lanes: both lanes' weights then fit in a
+/// server CPU's caches.
+const LANE_WEIGHT_BYTES: usize = 32 << 20;
+
 /// Flex: f32 caches, keys transposed (`[slots, heads, dim, capacity]`), values
 /// `[slots, heads, capacity, dim]`.
 impl InferBackend for Flex {
-    /// Two lanes on two or more threads: flex runs a decode step's small matrix products on
-    /// one thread, so two half-batches in parallel use both cores.
-    fn decode_lanes(batch: usize) -> usize {
-        if batch >= 16 && rayon::current_num_threads() >= 2 {
+    /// Two lanes on two or more threads for a model whose weights stay in cache (the tiny
+    /// preset): its products are too small to split, so two half-batches run side by side.
+    /// A larger model keeps one lane: each lane would stream every weight once per step, and
+    /// [`InferBackend::weight_matmul`] already splits each product across the cores.
+    fn decode_lanes(batch: usize, weight_bytes: usize) -> usize {
+        if batch >= 16 && rayon::current_num_threads() >= 2 && weight_bytes <= LANE_WEIGHT_BYTES {
             2
         } else {
             1
         }
+    }
+
+    /// Yes: [`InferBackend::weight_matmul`] streams weight rows.
+    fn untie_head() -> bool {
+        true
+    }
+
+    /// Column blocks in parallel ([`super::flex_linear`]); burn's `matmul` for other types.
+    fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+            return x.matmul(w);
+        }
+        let xf: FlexTensor = x.into_primitive().tensor();
+        let wf: FlexTensor = w.into_primitive().tensor();
+        Tensor::from_primitive(TensorPrimitive::Float(super::flex_linear::linear(&xf, &wf)))
     }
 
     fn kv_cache(

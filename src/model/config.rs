@@ -143,13 +143,13 @@ impl LlamaConfig {
     /// Checks the sizes are mutually consistent.
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let bad = |message: String| Error::Checkpoint { path: origin.to_path_buf(), message };
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(bad(format!(
                 "num_attention_heads = {} must be a positive multiple of num_key_value_heads = {}",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return Err(bad(format!(
                 "head_dim = {} must be positive and even (RoPE rotates pairs)",
                 self.head_dim

@@ -312,7 +312,7 @@ impl Gguf {
                 )))
             }
         };
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return Err(bad(format!("{n} values are not whole blocks of {block}")));
         }
         let len = n / block * bytes_per_block;

@@ -48,11 +48,17 @@ impl<B: Backend> Proj<B> {
     /// would run `b` vector products, and burn-flex gives its output non-canonical strides
     /// that push every following elementwise op onto a slow strided path.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.forward_with(x, matmul)
+    }
+
+    /// [`Proj::forward`] with the base product `x W` computed by `mm` (the inference engine
+    /// passes its backend's [`InferBackend::weight_matmul`]).
+    pub fn forward_with<const D: usize>(&self, x: Tensor<B, D>, mm: MatMul<B>) -> Tensor<B, D> {
         let dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims[..D - 1].iter().product::<usize>();
         let x = x.reshape([rows, d_in]);
-        let mut y = x.clone().matmul(self.weight.val());
+        let mut y = mm(x.clone(), self.weight.val());
         if let Some(b) = &self.bias {
             y = y + b.val().unsqueeze::<2>();
         }
@@ -71,6 +77,15 @@ impl<B: Backend> Proj<B> {
     pub fn dims(&self) -> [usize; 2] {
         self.weight.val().dims()
     }
+}
+
+/// A matrix product `[m, k] x [k, n]`: burn's `matmul` (training, scoring) or the inference
+/// backend's [`InferBackend::weight_matmul`].
+pub type MatMul<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
+
+/// burn's matrix product, as a [`MatMul`].
+pub fn matmul<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    x.matmul(w)
 }
 
 /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, both residual.
@@ -233,6 +248,20 @@ impl<B: Backend> Llama<B> {
         self.map(&mut Cast(dtype))
     }
 
+    /// A tied output head copied into its own row-major `[hidden, vocab]` weight (the same
+    /// values, so the same logits): kernels that stream weight rows then read the head in
+    /// place instead of gathering the embedding's columns every step. Untied models are
+    /// returned as they are.
+    pub fn untie_head(mut self) -> Self {
+        if self.lm_head.is_none() {
+            let e = self.embed.val();
+            let device = e.device();
+            let t = Tensor::<B, 2>::from_data(e.transpose().into_data(), &device);
+            self.lm_head = Some(Param::from_tensor(t));
+        }
+        self
+    }
+
     /// Embeds `tokens: [batch, seq]` -> `[batch, seq, hidden]`.
     pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, l] = tokens.dims();
@@ -242,13 +271,18 @@ impl<B: Backend> Llama<B> {
 
     /// Final norm and output head: `[.., hidden] -> [.., vocab]` logits.
     pub fn head<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.head_with(x, matmul)
+    }
+
+    /// [`Llama::head`] with the product computed by `mm`.
+    pub fn head_with<const D: usize>(&self, x: Tensor<B, D>, mm: MatMul<B>) -> Tensor<B, D> {
         let x = rms_norm(x, &self.norm, self.config.rms_norm_eps);
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
         let x = x.reshape([rows, dims[D - 1]]);
         let y = match &self.lm_head {
-            Some(w) => x.matmul(w.val()),
-            None => x.matmul(self.embed.val().transpose()),
+            Some(w) => mm(x, w.val()),
+            None => mm(x, self.embed.val().transpose()),
         };
         let mut out = dims;
         out[D - 1] = self.config.vocab_size;
@@ -267,9 +301,11 @@ impl<B: Backend> Llama<B> {
         let mask = grouped_causal_mask::<B>(&[0], l, self.config.group_size(), l, &device);
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
-            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, matmul); // [b, l, kvh, hd]
             let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, l, hd]
-            x = layer.forward(x, &self.config, &ropes, |q| masked_grouped_attention(q, k, v, mask.clone()));
+            x = layer.forward(x, &self.config, &ropes, matmul, |q| {
+                masked_grouped_attention(q, k, v, mask.clone())
+            });
         }
         self.head(x)
     }
@@ -311,10 +347,12 @@ impl<B: InferBackend> Llama<B> {
         let mut x = self.embed(tokens);
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {
-            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes); // [b, l, kvh, hd]
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, B::weight_matmul); // [b, l, kvh, hd]
             let kc = B::cache_write(Kv::Key, lc.k, slots, starts, k);
             let vc = B::cache_write(Kv::Value, lc.v, slots, starts, v);
-            x = layer.forward(x, &self.config, &ropes, |q| B::cached_attention(q, &kc, &vc, slots, starts));
+            x = layer.forward(x, &self.config, &ropes, B::weight_matmul, |q| {
+                B::cached_attention(q, &kc, &vc, slots, starts)
+            });
             out.push(LayerCache { k: kc, v: vc });
         }
         (x, out)
@@ -356,12 +394,18 @@ pub fn like<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor
 
 impl<B: Backend> Block<B> {
     /// Keys (rotated) and values for `x: [b, l, d]`, as `[b, l, kv_heads, head_dim]`.
-    fn project_kv(&self, x: Tensor<B, 3>, c: &LlamaConfig, r: &Ropes<'_, B>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    fn project_kv(
+        &self,
+        x: Tensor<B, 3>,
+        c: &LlamaConfig,
+        r: &Ropes<'_, B>,
+        mm: MatMul<B>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [b, l, _] = x.dims();
         let h = rms_norm(x, &self.attn_norm, c.rms_norm_eps);
-        let k = self.k.forward(h.clone()).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        let k = self.k.forward_with(h.clone(), mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
         let k = r.rope.apply(k, &r.k);
-        let v = self.v.forward(h).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        let v = self.v.forward_with(h, mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
         (k, v)
     }
 
@@ -372,16 +416,17 @@ impl<B: Backend> Block<B> {
         x: Tensor<B, 3>,
         c: &LlamaConfig,
         r: &Ropes<'_, B>,
+        mm: MatMul<B>,
         attend: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
     ) -> Tensor<B, 3> {
         let [b, l, _] = x.dims();
         let h = rms_norm(x.clone(), &self.attn_norm, c.rms_norm_eps);
-        let q = self.q.forward(h).reshape([b, l, c.num_heads, c.head_dim]);
+        let q = self.q.forward_with(h, mm).reshape([b, l, c.num_heads, c.head_dim]);
         let q = r.rope.apply(q, &r.q); // [b, l, heads, hd]
         let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
-        let x = x + self.o.forward(a);
+        let x = x + self.o.forward_with(a, mm);
         let h = rms_norm(x.clone(), &self.mlp_norm, c.rms_norm_eps);
-        let m = silu(self.gate.forward(h.clone())) * self.up.forward(h); // [b, l, ffn]
-        x + self.down.forward(m)
+        let m = silu(self.gate.forward_with(h.clone(), mm)) * self.up.forward_with(h, mm); // [b, l, ffn]
+        x + self.down.forward_with(m, mm)
     }
 }

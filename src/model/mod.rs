@@ -5,6 +5,7 @@ pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod cuda_libs;
+pub mod flex_linear;
 pub mod gguf;
 pub mod llama;
 pub mod load;
