@@ -151,7 +151,7 @@ fn decode_lane<B: InferBackend>(
 
 /// `[rows, 1, d]` hidden states -> host logits `[rows * vocab]`.
 fn host_logits<B: InferBackend>(model: &Llama<B>, hidden: Tensor<B, 3>) -> Result<Vec<f32>> {
-    to_host(model.head_with(hidden, B::weight_matmul))
+    to_host(model.head_with(hidden, crate::model::llama::Kernels::infer()))
 }
 
 /// Logits (any float type) as host f32 values, row-major.

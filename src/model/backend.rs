@@ -52,6 +52,12 @@ pub trait InferBackend: Backend {
         false
     }
 
+    /// The inference engine's RMSNorm of rows `x: [m, d]` with weight `[d]`. Default: burn's
+    /// tensor ops ([`crate::model::llama::rms_norm_2d`]).
+    fn rms_norm_rows(x: Tensor<Self, 2>, w: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+        crate::model::llama::rms_norm_2d(x, w, eps)
+    }
+
     /// The inference engine's matrix product `x [m, k] · w [k, n]` (weights, head). Default:
     /// burn's `matmul`.
     fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
@@ -188,19 +194,22 @@ fn owned_f32(t: Tensor<Flex, 4>) -> FlexTensor {
     c
 }
 
-/// Largest model (weight bytes) decoded in two lanes: both lanes' weights then fit in a
-/// server CPU's caches.
+/// Largest model (weight bytes) decoded in two lanes from 16 rows: both lanes' weights then
+/// fit in a server CPU's caches.
 const LANE_WEIGHT_BYTES: usize = 32 << 20;
 
 /// Flex: f32 caches, keys transposed (`[slots, heads, dim, capacity]`), values
 /// `[slots, heads, capacity, dim]`.
 impl InferBackend for Flex {
-    /// Two lanes on two or more threads for a model whose weights stay in cache (the tiny
-    /// preset): its products are too small to split, so two half-batches run side by side.
-    /// A larger model keeps one lane: each lane would stream every weight once per step, and
-    /// [`InferBackend::weight_matmul`] already splits each product across the cores.
+    /// Two lanes on two or more threads: for a model whose weights stay in cache (the tiny
+    /// preset) from 16 rows, whose products are too small to split; for a larger model from 32
+    /// rows, where each half-batch keeps a core busy on its own (each lane streams every weight
+    /// once per step, which at 16 rows costs more than [`InferBackend::weight_matmul`]'s column
+    /// split; measured on SmolLM2-135M: one lane 179-190 tokens/s at 16 rows, 223-278 at 64;
+    /// two lanes 173 and 326-334).
     fn decode_lanes(batch: usize, weight_bytes: usize) -> usize {
-        if batch >= 16 && rayon::current_num_threads() >= 2 && weight_bytes <= LANE_WEIGHT_BYTES {
+        let rows = if weight_bytes <= LANE_WEIGHT_BYTES { 16 } else { 32 };
+        if batch >= rows && rayon::current_num_threads() >= 2 {
             2
         } else {
             1
@@ -210,6 +219,17 @@ impl InferBackend for Flex {
     /// Yes: [`InferBackend::weight_matmul`] streams weight rows.
     fn untie_head() -> bool {
         true
+    }
+
+    /// A fixed summation order ([`super::flex_linear::rms_norm`]): burn-flex's reductions
+    /// take the CPU's widest vectors, so their rounding differs between AVX2 and AVX-512.
+    fn rms_norm_rows(x: Tensor<Self, 2>, w: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
+        if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+            return crate::model::llama::rms_norm_2d(x, w, eps);
+        }
+        let xf: FlexTensor = x.into_primitive().tensor();
+        let wf: FlexTensor = w.into_primitive().tensor();
+        Tensor::from_primitive(TensorPrimitive::Float(super::flex_linear::rms_norm(&xf, &wf, eps)))
     }
 
     /// Column blocks in parallel ([`super::flex_linear`]); burn's `matmul` for other types.
@@ -449,7 +469,7 @@ fn attend_impl(
 /// Sum with 8 interleaved partial sums combined in a fixed tree (vectorises; same bits on
 /// every x86-64 build).
 #[inline(always)]
-fn sum8(x: &[f32]) -> f32 {
+pub(crate) fn sum8(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let n8 = x.len() / 8 * 8;
     for c in x[..n8].chunks_exact(8) {

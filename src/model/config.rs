@@ -143,7 +143,8 @@ impl LlamaConfig {
     /// Checks the sizes are mutually consistent.
     pub fn validate(&self, origin: &Path) -> Result<()> {
         let bad = |message: String| Error::Checkpoint { path: origin.to_path_buf(), message };
-        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads)
+        {
             return Err(bad(format!(
                 "num_attention_heads = {} must be a positive multiple of num_key_value_heads = {}",
                 self.num_heads, self.num_kv_heads

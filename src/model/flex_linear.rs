@@ -146,6 +146,28 @@ pub fn linear_with(x: &FlexTensor, w: &FlexTensor, isa: Isa) -> FlexTensor {
     out
 }
 
+/// RMSNorm of rows, `x [m, d]`, weight `[d]`: `x_i * (1 / sqrt(sum(x^2) / d + eps)) * w`,
+/// with the sum of squares in a fixed order (8 interleaved partial sums, fixed tree), so the
+/// bits do not depend on the CPU's vector width; rows in parallel.
+pub fn rms_norm(x: &FlexTensor, w: &FlexTensor, eps: f64) -> FlexTensor {
+    let x = if x.is_contiguous() && x.layout().start_offset() == 0 { x.clone() } else { x.to_contiguous() };
+    let w = if w.is_contiguous() && w.layout().start_offset() == 0 { w.clone() } else { w.to_contiguous() };
+    let shape = x.layout().shape().clone();
+    let d = shape[1];
+    let (xs, ws) = (x.storage::<f32>(), w.storage::<f32>());
+    assert_eq!(ws.len(), d, "rms_norm: weight of {} for rows of {d}", ws.len());
+    let mut out = FlexTensor::empty(shape, DType::F32);
+    let eps = eps as f32;
+    out.storage_mut::<f32>().par_chunks_mut(d).zip(xs.par_chunks(d)).for_each(|(o, r)| {
+        let sq: Vec<f32> = r.iter().map(|v| v * v).collect();
+        let inv = (super::backend::sum8(&sq) / d as f32 + eps).sqrt().recip();
+        for ((oi, &xi), &wi) in o.iter_mut().zip(r).zip(ws) {
+            *oi = xi * inv * wi;
+        }
+    });
+    out
+}
+
 /// One column block starting at `c0`, all rows.
 unsafe fn block(isa: Isa, o: &Operands, c0: usize) {
     match isa {

@@ -88,6 +88,52 @@ pub fn matmul<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
     x.matmul(w)
 }
 
+/// RMSNorm of rows `[m, d]` with weight `[d]` and epsilon.
+pub type Norm<B> = fn(Tensor<B, 2>, Tensor<B, 1>, f64) -> Tensor<B, 2>;
+
+/// The products and norms of a forward pass: burn's ops ([`Kernels::burn`], training and
+/// scoring) or the inference backend's own ([`InferBackend::weight_matmul`],
+/// [`InferBackend::rms_norm_rows`]).
+pub struct Kernels<B: Backend> {
+    /// Matrix product.
+    pub mm: MatMul<B>,
+    /// RMSNorm over rows.
+    pub norm: Norm<B>,
+}
+
+impl<B: Backend> Clone for Kernels<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Kernels<B> {}
+
+impl<B: Backend> Kernels<B> {
+    /// burn's tensor ops.
+    pub fn burn() -> Self {
+        Self { mm: matmul, norm: rms_norm_2d }
+    }
+
+    /// RMSNorm of `x: [.., d]` through `self.norm`.
+    fn rms<const D: usize>(&self, x: Tensor<B, D>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, D> {
+        let dims = x.dims();
+        let rows = dims[..D - 1].iter().product::<usize>();
+        (self.norm)(x.reshape([rows, dims[D - 1]]), w.val(), eps).reshape(dims)
+    }
+}
+
+impl<B: InferBackend> Kernels<B> {
+    /// The inference backend's kernels.
+    pub fn infer() -> Self {
+        Self { mm: B::weight_matmul, norm: B::rms_norm_rows }
+    }
+}
+
+/// [`rms_norm`] of rows with a plain weight tensor, as a [`Norm`].
+pub fn rms_norm_2d<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
+    rms_norm_with(x, w, eps)
+}
+
 /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, both residual.
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
@@ -141,15 +187,19 @@ pub fn rms_norm<B: Backend, const D: usize>(
     w: &Param<Tensor<B, 1>>,
     eps: f64,
 ) -> Tensor<B, D> {
+    rms_norm_with(x, w.val(), eps)
+}
+
+fn rms_norm_with<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
     let dt = x.dtype();
     if dt != DType::F32 {
         // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
         let x = x.cast(DType::F32);
         let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.val().unsqueeze::<D>();
+        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.unsqueeze::<D>();
     }
     let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-    x * ms.add_scalar(eps).sqrt().recip() * w.val().unsqueeze::<D>()
+    x * ms.add_scalar(eps).sqrt().recip() * w.unsqueeze::<D>()
 }
 
 /// Deterministic parameter ids: the `n`-th parameter created gets id `n`, so optimiser state
@@ -271,12 +321,13 @@ impl<B: Backend> Llama<B> {
 
     /// Final norm and output head: `[.., hidden] -> [.., vocab]` logits.
     pub fn head<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.head_with(x, matmul)
+        self.head_with(x, Kernels::burn())
     }
 
-    /// [`Llama::head`] with the product computed by `mm`.
-    pub fn head_with<const D: usize>(&self, x: Tensor<B, D>, mm: MatMul<B>) -> Tensor<B, D> {
-        let x = rms_norm(x, &self.norm, self.config.rms_norm_eps);
+    /// [`Llama::head`] with the given kernels.
+    pub fn head_with<const D: usize>(&self, x: Tensor<B, D>, k: Kernels<B>) -> Tensor<B, D> {
+        let mm = k.mm;
+        let x = k.rms(x, &self.norm, self.config.rms_norm_eps);
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
         let x = x.reshape([rows, dims[D - 1]]);
@@ -294,6 +345,26 @@ impl<B: Backend> Llama<B> {
     /// `tokens: [batch, seq]` -> logits `[batch, seq, vocab]`. Positions start at 0; right
     /// padding does not affect earlier positions.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>) -> Tensor<B, 3> {
+        self.head(self.body(tokens, rope))
+    }
+
+    /// [`Llama::forward`] with logits only at `rows` (indices into the flattened
+    /// `[batch * seq]` positions): `[rows.len(), vocab]`. Training computes the head and the
+    /// loss on the loss-carrying positions alone.
+    pub fn forward_rows(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        rows: Tensor<B, 1, Int>,
+        rope: &Rope<B>,
+    ) -> Tensor<B, 2> {
+        let h = self.body(tokens, rope);
+        let [b, l, d] = h.dims();
+        self.head(h.reshape([b * l, d]).select(0, rows))
+    }
+
+    /// The decoder blocks over whole sequences: `[batch, seq]` -> hidden states
+    /// `[batch, seq, hidden]` before the final norm.
+    pub fn body(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>) -> Tensor<B, 3> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
@@ -301,13 +372,13 @@ impl<B: Backend> Llama<B> {
         let mask = grouped_causal_mask::<B>(&[0], l, self.config.group_size(), l, &device);
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
-            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, matmul); // [b, l, kvh, hd]
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, Kernels::burn()); // [b, l, kvh, hd]
             let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, l, hd]
-            x = layer.forward(x, &self.config, &ropes, matmul, |q| {
+            x = layer.forward(x, &self.config, &ropes, Kernels::burn(), |q| {
                 masked_grouped_attention(q, k, v, mask.clone())
             });
         }
-        self.head(x)
+        x
     }
 }
 
@@ -347,10 +418,10 @@ impl<B: InferBackend> Llama<B> {
         let mut x = self.embed(tokens);
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {
-            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, B::weight_matmul); // [b, l, kvh, hd]
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, Kernels::infer()); // [b, l, kvh, hd]
             let kc = B::cache_write(Kv::Key, lc.k, slots, starts, k);
             let vc = B::cache_write(Kv::Value, lc.v, slots, starts, v);
-            x = layer.forward(x, &self.config, &ropes, B::weight_matmul, |q| {
+            x = layer.forward(x, &self.config, &ropes, Kernels::infer(), |q| {
                 B::cached_attention(q, &kc, &vc, slots, starts)
             });
             out.push(LayerCache { k: kc, v: vc });
@@ -399,10 +470,11 @@ impl<B: Backend> Block<B> {
         x: Tensor<B, 3>,
         c: &LlamaConfig,
         r: &Ropes<'_, B>,
-        mm: MatMul<B>,
+        kn: Kernels<B>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
         let [b, l, _] = x.dims();
-        let h = rms_norm(x, &self.attn_norm, c.rms_norm_eps);
+        let mm = kn.mm;
+        let h = kn.rms(x, &self.attn_norm, c.rms_norm_eps);
         let k = self.k.forward_with(h.clone(), mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
         let k = r.rope.apply(k, &r.k);
         let v = self.v.forward_with(h, mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
@@ -416,16 +488,17 @@ impl<B: Backend> Block<B> {
         x: Tensor<B, 3>,
         c: &LlamaConfig,
         r: &Ropes<'_, B>,
-        mm: MatMul<B>,
+        kn: Kernels<B>,
         attend: impl FnOnce(Tensor<B, 4>) -> Tensor<B, 4>,
     ) -> Tensor<B, 3> {
         let [b, l, _] = x.dims();
-        let h = rms_norm(x.clone(), &self.attn_norm, c.rms_norm_eps);
+        let mm = kn.mm;
+        let h = kn.rms(x.clone(), &self.attn_norm, c.rms_norm_eps);
         let q = self.q.forward_with(h, mm).reshape([b, l, c.num_heads, c.head_dim]);
         let q = r.rope.apply(q, &r.q); // [b, l, heads, hd]
         let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
         let x = x + self.o.forward_with(a, mm);
-        let h = rms_norm(x.clone(), &self.mlp_norm, c.rms_norm_eps);
+        let h = kn.rms(x.clone(), &self.mlp_norm, c.rms_norm_eps);
         let m = silu(self.gate.forward_with(h.clone(), mm)) * self.up.forward_with(h, mm); // [b, l, ffn]
         x + self.down.forward_with(m, mm)
     }
