@@ -4,6 +4,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Int, Tensor, TensorData};
+use mcts_ps::train::fused;
 use mcts_ps::train::loss::{dpo, nll, sequence_log_probs, token_kl, weighted_nll_kl};
 
 type B = Autodiff<Flex>;
@@ -106,6 +107,88 @@ fn nll_matches_pytorch() {
     let got = scalar(nll(f.t3("logits"), f.targets(), f.mask()));
     let want = f.v["nll"].as_f64().unwrap();
     assert!(close(got, want, 1e-5), "{got} vs {want}");
+}
+
+/// The trainer's form (`train::fused`): logits at the masked positions only, loss and gradient
+/// in closed form. Same PyTorch values, and the same gradient at those positions (the full
+/// form's gradient is zero elsewhere).
+#[test]
+fn closed_form_losses_on_the_masked_rows_match_pytorch() {
+    let f = Fx::load();
+    let [b, l, v] = f.shape;
+    let mask = f.f32s("mask");
+    let rows: Vec<usize> = (0..b * l).filter(|&i| mask[i] == 1.0).collect();
+    assert!(!rows.is_empty() && rows.len() < b * l, "the fixture masks some positions");
+    let pick = |key: &str| -> Vec<f32> {
+        let x = f.f32s(key);
+        rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].to_vec()).collect()
+    };
+    let all_t: Vec<u32> =
+        f.v["targets"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let tg: Vec<u32> = rows.iter().map(|&r| all_t[r]).collect();
+    let w = f.f32s("weights");
+    let rw: Vec<f32> = rows.iter().map(|&r| w[r / l]).collect();
+    let n = fused::nll(&pick("logits"), v, &tg);
+    let want = f.v["nll"].as_f64().unwrap();
+    assert!(close(n.value, want, 1e-6), "nll {} vs {want}", n.value);
+    let beta = f.v["beta"].as_f64().unwrap();
+    let e = fused::weighted_nll_kl(&pick("logits"), &pick("ref"), v, &tg, &rw, beta, b);
+    let want = f.v["eq2"].as_f64().unwrap();
+    assert!(close(e.value, want, 1e-6), "eq2 {} vs {want}", e.value);
+    let full = f.f32s("eq2_grad");
+    let want: Vec<f32> = rows.iter().flat_map(|&r| full[r * v..(r + 1) * v].to_vec()).collect();
+    let max = e.grad.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max < 1e-6, "max abs grad diff {max}");
+}
+
+/// Through a model: the surrogate `sum(logits_rows * G)` gives the parameters the gradient
+/// autodiff gives through the tensor form of eq. (2) on full logits.
+#[test]
+fn the_surrogate_gives_the_parameters_the_autodiff_gradient() {
+    use mcts_ps::model::rope::Rope;
+    use mcts_ps::model::{Llama, LlamaConfig};
+    use mcts_ps::train::data::{batch, Example};
+    let cfg = LlamaConfig::tiny(50, 32);
+    let dev = Default::default();
+    let model = Llama::<B>::init(&cfg, 3, &dev);
+    let reference = Llama::<Flex>::init(&cfg, 4, &dev);
+    let rope = Rope::<B>::new(&cfg, 32, &dev);
+    let ex = [
+        Example { tokens: vec![1, 5, 9, 2, 7, 7, 3], loss_from: 3, weight: 0.8 },
+        Example { tokens: vec![4, 4, 8, 1, 2], loss_from: 2, weight: -0.4 },
+    ];
+    let exr: Vec<&Example> = ex.iter().collect();
+    let bt = batch::<B>(&exr, &dev);
+    let beta = 0.1;
+    // Tensor form on full logits.
+    let full = model.forward(bt.inputs.clone(), &rope);
+    let rfull = reference.forward(bt.inputs.clone().inner(), &rope.inner());
+    let loss = weighted_nll_kl(
+        full,
+        Tensor::from_inner(rfull),
+        bt.targets.clone(),
+        bt.mask.clone(),
+        bt.weights.clone(),
+        beta,
+    );
+    let value = scalar(loss.clone());
+    let g1 = loss.backward();
+    let w = &model.layers[0].q.weight;
+    let a: Vec<f32> = w.val().grad(&g1).unwrap().into_data().to_vec().unwrap();
+    // Closed form on the loss rows.
+    let logits = model.forward_rows(bt.inputs.clone(), bt.loss_rows.clone(), &rope);
+    let rl = reference.forward_rows(bt.inputs.clone().inner(), bt.loss_rows.clone().inner(), &rope.inner());
+    let host: Vec<f32> = logits.clone().into_data().to_vec().unwrap();
+    let rhost: Vec<f32> = rl.into_data().to_vec().unwrap();
+    let e = fused::weighted_nll_kl(&host, &rhost, 50, &bt.loss_targets, &bt.loss_weights, beta, 2);
+    assert!(close(e.value, value, 1e-5), "{} vs {value}", e.value);
+    let [n, v] = logits.dims();
+    let g = Tensor::<B, 2>::from_data(TensorData::new(e.grad, [n, v]), &dev);
+    let g2 = (logits * g).sum().backward();
+    let b2: Vec<f32> = w.val().grad(&g2).unwrap().into_data().to_vec().unwrap();
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let max = a.iter().zip(&b2).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(scale > 1e-6 && max <= 1e-5 * scale, "max diff {max} of {scale}");
 }
 
 #[test]

@@ -40,6 +40,13 @@ pub struct Batch<B: Backend> {
     pub weights: Tensor<B, 1>,
     /// Number of loss-carrying tokens.
     pub loss_tokens: usize,
+    /// The loss-carrying positions as indices into the flattened `[b * (len - 1)]` positions,
+    /// in order: the rows the output head and the loss are computed on.
+    pub loss_rows: Tensor<B, 1, Int>,
+    /// The targets at [`Batch::loss_rows`].
+    pub loss_targets: Vec<u32>,
+    /// The weight of each loss row's sequence.
+    pub loss_weights: Vec<f32>,
 }
 
 /// Builds a padded batch from examples.
@@ -50,6 +57,7 @@ pub fn batch<B: Backend>(examples: &[&Example], device: &B::Device) -> Batch<B> 
     let mut targets = vec![0i64; b * width];
     let mut mask = vec![0f32; b * width];
     let mut loss_tokens = 0;
+    let (mut rows, mut row_targets, mut row_weights) = (Vec::new(), Vec::new(), Vec::new());
     for (i, e) in examples.iter().enumerate() {
         for t in 0..e.tokens.len().saturating_sub(1) {
             inputs[i * width + t] = e.tokens[t] as i64;
@@ -57,11 +65,18 @@ pub fn batch<B: Backend>(examples: &[&Example], device: &B::Device) -> Batch<B> 
             if t + 1 >= e.loss_from.max(1) {
                 mask[i * width + t] = 1.0;
                 loss_tokens += 1;
+                rows.push((i * width + t) as i64);
+                row_targets.push(e.tokens[t + 1]);
+                row_weights.push(e.weight);
             }
         }
     }
     let weights: Vec<f32> = examples.iter().map(|e| e.weight).collect();
+    let n = rows.len();
     Batch {
+        loss_rows: Tensor::from_data(TensorData::new(rows, [n]), device),
+        loss_targets: row_targets,
+        loss_weights: row_weights,
         inputs: Tensor::from_data(TensorData::new(inputs, [b, width]), device),
         targets: Tensor::from_data(TensorData::new(targets, [b, width]), device),
         mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),
@@ -100,5 +115,9 @@ mod tests {
         // a: targets 6 (index 1, prompt), 7 and 8 (completion); b: target 10.
         assert_eq!(mask, [0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
         assert_eq!(bt.loss_tokens, 3);
+        let rows: Vec<i64> = bt.loss_rows.into_data().convert::<i64>().to_vec().unwrap();
+        assert_eq!(rows, [1, 2, 3]);
+        assert_eq!(bt.loss_targets, [7, 8, 10]);
+        assert_eq!(bt.loss_weights, [1.5, 1.5, -0.5]);
     }
 }

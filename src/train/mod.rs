@@ -2,6 +2,7 @@
 //! training state, and pretraining of the tiny model.
 
 pub mod data;
+pub mod fused;
 pub mod lora;
 pub mod loss;
 pub mod optim;

@@ -12,8 +12,9 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use indicatif::ProgressBar;
+use rayon::prelude::*;
 
 use super::data::{batch, Example, Pair};
 use super::loss;
@@ -178,8 +179,7 @@ pub fn train<AB: AutodiffBackend>(
         let epoch = step / per_epoch;
         let idx = order(n, s.seed, &s.purpose, epoch);
         let chunk = &idx[(step % per_epoch) * s.batch_size..((step % per_epoch + 1) * s.batch_size).min(n)];
-        let (loss, loss_tokens) = step_loss(&model, objective, chunk, dpo_ref.as_deref(), &rope)?;
-        let value: f64 = loss.clone().into_scalar().elem::<f32>() as f64;
+        let (grads, value, loss_tokens) = step_grads(&model, objective, chunk, dpo_ref.as_deref(), &rope)?;
         if !value.is_finite() {
             return Err(Error::Numerical(format!(
                 "training loss is {value} at step {step} ({}); the update was not applied and the last saved state{} is kept",
@@ -187,7 +187,6 @@ pub fn train<AB: AutodiffBackend>(
                 out.state_dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default()
             )));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = grad_norm::<AB, _>(&model, &grads);
         let scale = if s.grad_clip > 0.0 && norm > s.grad_clip { s.grad_clip / norm } else { 1.0 };
         let lr = lr_at(s.lr, step, total, s.warmup_steps, s.min_lr_frac);
@@ -262,37 +261,150 @@ fn open_metrics(path: &Path, start: usize) -> Result<csv::Writer<std::fs::File>>
     Ok(csv::WriterBuilder::new().has_headers(!has_header).from_writer(f))
 }
 
-fn step_loss<AB: AutodiffBackend>(
+/// Sequences of a step are split into this many contiguous parts, whose forward and backward
+/// passes run on their own threads (data parallelism inside a step; burn-flex runs most
+/// element-wise work on one thread). A fixed number, so results do not depend on the thread
+/// count.
+const PARTS: usize = 2;
+
+/// The model with fresh autodiff leaves over the same parameter buffers (same ids, no copy):
+/// a part's graph then shares no node with another part's, so their backward passes run
+/// concurrently instead of under one graph lock.
+fn replica<AB: AutodiffBackend>(model: &Llama<AB>) -> Llama<AB> {
+    struct Fresh;
+    impl<AB: AutodiffBackend> burn::module::ModuleMapper<AB> for Fresh {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<AB, D>>,
+        ) -> burn::module::Param<Tensor<AB, D>> {
+            param.map(|t| if t.is_require_grad() { t.detach().require_grad() } else { t })
+        }
+    }
+    burn::module::Module::map(model.clone(), &mut Fresh)
+}
+
+/// `a + b` for every parameter of `model` (traversal order; `a`'s then `b`'s gradient).
+fn add_grads<AB: AutodiffBackend>(model: &Llama<AB>, a: &mut GradientsParams, mut b: GradientsParams) {
+    struct Add<'a> {
+        a: &'a mut GradientsParams,
+        b: &'a mut GradientsParams,
+    }
+    impl<AB: AutodiffBackend> burn::module::ModuleVisitor<AB> for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<AB, D>>) {
+            if let Some(gb) = self.b.remove::<AB::InnerBackend, D>(param.id) {
+                let sum = match self.a.remove::<AB::InnerBackend, D>(param.id) {
+                    Some(ga) => ga + gb,
+                    None => gb,
+                };
+                self.a.register::<AB::InnerBackend, D>(param.id, sum);
+            }
+        }
+    }
+    burn::module::Module::visit(model, &mut Add { a, b: &mut b });
+}
+
+/// One part's forward: logits at its loss rows (on the graph) and their host copy, the
+/// reference's (eq. 2), and the part's batch.
+struct Part<AB: AutodiffBackend> {
+    logits: Tensor<AB, 2>,
+    host: Vec<f32>,
+    ref_host: Option<Vec<f32>>,
+    b: super::data::Batch<AB>,
+}
+
+/// The gradients of one step's loss, its value and its loss tokens.
+fn step_grads<AB: AutodiffBackend>(
     model: &Llama<AB>,
     objective: &Objective<'_, AB>,
     chunk: &[usize],
     dpo_ref: Option<&[(f32, f32)]>,
     rope: &Rope<AB>,
-) -> Result<(Tensor<AB, 1>, usize)> {
+) -> Result<(GradientsParams, f64, usize)> {
+    let device = model.embed.val().device();
+    let vocab = model.config.vocab_size;
+    let (examples, kl) = match objective {
+        Objective::Nll(e) => (*e, None),
+        Objective::WeightedKl { examples, reference, beta } => (*examples, Some((*reference, *beta))),
+        Objective::Dpo { .. } => {
+            let (l, value, tokens) = dpo_step_loss(model, objective, chunk, dpo_ref, rope)?;
+            return Ok((GradientsParams::from_grads(l.backward(), model), value, tokens));
+        }
+    };
+    // NLL and eq. (2): each part computes logits at its loss rows only; the loss and its
+    // gradient over all rows come in closed form (`train::fused`) and enter autodiff through
+    // the surrogate `sum(logits * grad)`.
+    let size = chunk.len().div_ceil(PARTS).max(1);
+    let parts: Vec<&[usize]> = chunk.chunks(size).collect();
+    let models: Vec<Llama<AB>> =
+        (0..parts.len()).map(|i| if i == 0 { model.clone() } else { replica(model) }).collect();
+    let ref_rope = rope.inner();
+    let forwards: Vec<Result<_>> = parts
+        .par_iter()
+        .zip(models.par_iter())
+        .map(|(part, m)| {
+            let ex: Vec<&Example> = part.iter().map(|&i| &examples[i]).collect();
+            let b = batch::<AB>(&ex, &device);
+            let ref_host = match kl {
+                Some((reference, _)) => Some(host_f32(Tensor::<AB, 2>::from_inner(reference.forward_rows(
+                    b.inputs.clone().inner(),
+                    b.loss_rows.clone().inner(),
+                    &ref_rope,
+                )))?),
+                None => None,
+            };
+            let logits = m.forward_rows(b.inputs.clone(), b.loss_rows.clone(), rope);
+            let host = host_f32(logits.clone())?;
+            Ok(Part { logits, host, ref_host, b })
+        })
+        .collect();
+    let forwards = forwards.into_iter().collect::<Result<Vec<_>>>()?;
+    let host: Vec<f32> = forwards.iter().flat_map(|p| p.host.iter().copied()).collect();
+    let targets: Vec<u32> = forwards.iter().flat_map(|p| p.b.loss_targets.iter().copied()).collect();
+    let tokens: usize = forwards.iter().map(|p| p.b.loss_tokens).sum();
+    let loss = match kl {
+        None => super::fused::nll(&host, vocab, &targets),
+        Some((_, beta)) => {
+            let ref_host: Vec<f32> =
+                forwards.iter().flat_map(|p| p.ref_host.iter().flatten().copied()).collect();
+            let weights: Vec<f32> = forwards.iter().flat_map(|p| p.b.loss_weights.iter().copied()).collect();
+            super::fused::weighted_nll_kl(&host, &ref_host, vocab, &targets, &weights, beta, chunk.len())
+        }
+    };
+    // Each part's rows of the gradient, then the parts' backward passes in parallel.
+    let mut offset = 0;
+    let mut work = Vec::with_capacity(forwards.len());
+    for (p, m) in forwards.into_iter().zip(&models) {
+        let [n, v] = p.logits.dims();
+        let g = loss.grad[offset * v..(offset + n) * v].to_vec();
+        offset += n;
+        work.push((p.logits, g, m));
+    }
+    let grads: Vec<GradientsParams> = work
+        .into_par_iter()
+        .map(|(logits, g, m)| {
+            let [n, v] = logits.dims();
+            let g = Tensor::<AB, 2>::from_data(TensorData::new(g, [n, v]), &device);
+            GradientsParams::from_grads((logits * g).sum().backward(), m)
+        })
+        .collect();
+    let mut grads = grads.into_iter();
+    let mut total = grads.next().expect("at least one part");
+    for g in grads {
+        add_grads(model, &mut total, g);
+    }
+    Ok((total, loss.value, tokens))
+}
+
+/// DPO: the loss tensor of one step (autodiff through the sequence log-probabilities).
+fn dpo_step_loss<AB: AutodiffBackend>(
+    model: &Llama<AB>,
+    objective: &Objective<'_, AB>,
+    chunk: &[usize],
+    dpo_ref: Option<&[(f32, f32)]>,
+    rope: &Rope<AB>,
+) -> Result<(Tensor<AB, 1>, f64, usize)> {
     let device = model.embed.val().device();
     Ok(match objective {
-        Objective::Nll(examples) => {
-            let ex: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-            let b = batch::<AB>(&ex, &device);
-            let logits = model.forward(b.inputs, rope);
-            (loss::nll(logits, b.targets, b.mask), b.loss_tokens)
-        }
-        Objective::WeightedKl { examples, reference, beta } => {
-            let ex: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-            let b = batch::<AB>(&ex, &device);
-            let ref_rope = rope.inner();
-            let ref_logits = reference.forward(b.inputs.clone().inner(), &ref_rope);
-            let logits = model.forward(b.inputs, rope);
-            let l = loss::weighted_nll_kl(
-                logits,
-                Tensor::from_inner(ref_logits),
-                b.targets,
-                b.mask,
-                b.weights,
-                *beta,
-            );
-            (l, b.loss_tokens)
-        }
         Objective::Dpo { pairs, beta, .. } => {
             let refs = dpo_ref.expect("reference log-probs computed for DPO");
             let mut ex = Vec::with_capacity(chunk.len() * 2);
@@ -312,9 +424,17 @@ fn step_loss<AB: AutodiffBackend>(
             let pc = lp.clone().narrow(1, 0, 1).reshape([n]);
             let pr = lp.narrow(1, 1, 1).reshape([n]);
             let t = |v: Vec<f32>| Tensor::<AB, 1>::from_data(burn::tensor::TensorData::new(v, [n]), &device);
-            (loss::dpo(pc, pr, t(refs_c), t(refs_r), *beta), b.loss_tokens)
+            let l = loss::dpo(pc, pr, t(refs_c), t(refs_r), *beta);
+            let value = l.clone().into_scalar().elem::<f32>() as f64;
+            (l, value, b.loss_tokens)
         }
+        _ => unreachable!("dpo_step_loss is called for DPO only"),
     })
+}
+
+/// A tensor's values as host f32.
+fn host_f32<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().to_vec().map_err(|e| Error::Other(format!("cannot read logits: {e:?}")))
 }
 
 /// `(log pi_ref(chosen), log pi_ref(rejected))` for every pair.

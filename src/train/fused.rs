@@ -1,0 +1,139 @@
+//! The token losses of training with their gradients in closed form, computed row by row in
+//! parallel on the host, instead of through autodiff.
+//!
+//! The trainer computes logits only at the loss-carrying positions (`Llama::forward_rows`),
+//! reads them once, and evaluates here, per row `i` with `p = softmax(z_i)`:
+//!
+//! - NLL (RFT, pretraining): `L = -(1/n) sum_i log p(t_i)`, `dL/dz_i = (p - e_{t_i}) / n`.
+//! - METHOD.md eq. (2): `L = (1/B) sum_i [-r_i log p(t_i) + beta KL(p || q_i)]` over the rows of
+//!   `B` sequences (`r_i` the eq. (1) score of row `i`'s sequence, `q_i` the frozen reference),
+//!   `dL/dz_i = (1/B) [r_i (p - e_{t_i}) + beta p * (log p - log q_i - KL(p || q_i))]`.
+//!
+//! The gradient enters autodiff through the surrogate `sum(z * G)` with `G` constant, whose
+//! gradient with respect to `z` is exactly `G`; everything below the logits (head, blocks,
+//! LoRA) is differentiated by burn as before. This replaces about ten autodiff nodes over
+//! `[n, vocab]` tensors (log-softmax, gather, exp, products, their backward passes, each a
+//! single-threaded pass with a fresh buffer) by one parallel pass. Rows are computed in f64
+//! and independently, so the result does not depend on the thread count. The values match
+//! `train::loss` (checked against PyTorch in tests/train_losses.rs).
+
+use rayon::prelude::*;
+
+/// A loss value and its gradient with respect to the logits rows (`[n * vocab]`).
+#[derive(Clone, Debug)]
+pub struct RowLoss {
+    /// The loss.
+    pub value: f64,
+    /// `dL/dz`, row-major like the logits.
+    pub grad: Vec<f32>,
+}
+
+/// `(max, log sum exp)` of a row.
+fn lse(z: &[f32]) -> (f64, f64) {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let s: f64 = z.iter().map(|&x| (x as f64 - max).exp()).sum();
+    (max, max + s.ln())
+}
+
+/// Mean NLL over the rows: `logits: [n * vocab]`, `targets: [n]`.
+pub fn nll(logits: &[f32], vocab: usize, targets: &[u32]) -> RowLoss {
+    let n = targets.len();
+    assert_eq!(logits.len(), n * vocab, "fused nll: logits are not [n, vocab]");
+    let mut grad = vec![0f32; n * vocab];
+    let inv = 1.0 / n.max(1) as f64;
+    let terms: Vec<f64> = grad
+        .par_chunks_mut(vocab)
+        .zip(logits.par_chunks(vocab))
+        .zip(targets.par_iter())
+        .map(|((g, z), &t)| {
+            let (_, l) = lse(z);
+            for (gj, &zj) in g.iter_mut().zip(z) {
+                *gj = ((zj as f64 - l).exp() * inv) as f32;
+            }
+            g[t as usize] = (((z[t as usize] as f64 - l).exp() - 1.0) * inv) as f32;
+            -(z[t as usize] as f64 - l)
+        })
+        .collect();
+    RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
+}
+
+/// METHOD.md eq. (2) over the rows of `batch` sequences: `logits`, `reference: [n * vocab]`,
+/// `targets`, `weights: [n]` (each row's sequence score `r`).
+pub fn weighted_nll_kl(
+    logits: &[f32],
+    reference: &[f32],
+    vocab: usize,
+    targets: &[u32],
+    weights: &[f32],
+    beta: f64,
+    batch: usize,
+) -> RowLoss {
+    let n = targets.len();
+    assert!(
+        logits.len() == n * vocab && reference.len() == n * vocab && weights.len() == n,
+        "fused eq. (2): shapes"
+    );
+    let mut grad = vec![0f32; n * vocab];
+    let inv = 1.0 / batch.max(1) as f64;
+    let terms: Vec<f64> = grad
+        .par_chunks_mut(vocab)
+        .zip(logits.par_chunks(vocab).zip(reference.par_chunks(vocab)))
+        .zip(targets.par_iter().zip(weights.par_iter()))
+        .map(|((g, (z, zr)), (&t, &r))| {
+            let (_, l) = lse(z);
+            let (_, lr) = lse(zr);
+            let mut kl = 0.0;
+            for (&zj, &zrj) in z.iter().zip(zr) {
+                let lp = zj as f64 - l;
+                kl += lp.exp() * (lp - (zrj as f64 - lr));
+            }
+            let r = r as f64;
+            for ((gj, &zj), &zrj) in g.iter_mut().zip(z).zip(zr) {
+                let lp = zj as f64 - l;
+                let p = lp.exp();
+                *gj = (inv * (r * p + beta * p * (lp - (zrj as f64 - lr) - kl))) as f32;
+            }
+            let lpt = z[t as usize] as f64 - l;
+            g[t as usize] = (g[t as usize] as f64 - inv * r) as f32;
+            -r * lpt + beta * kl
+        })
+        .collect();
+    RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nll_gradient_is_softmax_minus_one_hot() {
+        // Two rows over 3 tokens, by hand: row 0 uniform, row 1 logits ln(1), ln(3), ln(4).
+        let z = [0.0f32, 0.0, 0.0, 0.0, 3f32.ln(), 4f32.ln()];
+        let l = nll(&z, 3, &[2, 1]);
+        let want = -((1.0f64 / 3.0).ln() + (3.0f64 / 8.0).ln()) / 2.0;
+        assert!((l.value - want).abs() < 1e-6, "{} vs {want}", l.value);
+        let g: Vec<f64> = [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0 - 1.0, 1.0 / 8.0, 3.0 / 8.0 - 1.0, 4.0 / 8.0]
+            .iter()
+            .map(|x| x / 2.0)
+            .collect();
+        for (a, b) in l.grad.iter().zip(&g) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{:?} vs {g:?}", l.grad);
+        }
+    }
+
+    #[test]
+    fn eq2_with_the_reference_equal_to_the_policy_is_weighted_nll() {
+        // KL(p || p) = 0 and its gradient vanishes: eq. (2) reduces to -r log p / B.
+        let z = [0.5f32, -1.0, 2.0, 0.0, 0.3, 0.1];
+        let e = weighted_nll_kl(&z, &z, 3, &[0, 2], &[2.0, -1.0], 0.7, 4);
+        let (_, l0) = lse(&z[..3]);
+        let (_, l1) = lse(&z[3..]);
+        let want = (-2.0 * (0.5 - l0) + (0.1 - l1)) / 4.0;
+        assert!((e.value - want).abs() < 1e-6);
+        let n = nll(&z[..3], 3, &[0]);
+        for j in 0..3 {
+            // row 0: r = 2, B = 4 -> 2/4 of the one-row NLL gradient
+            assert!((e.grad[j] - 0.5 * n.grad[j]).abs() < 1e-6);
+        }
+    }
+}
