@@ -182,13 +182,22 @@ fn the_surrogate_gives_the_parameters_the_autodiff_gradient() {
     let rhost: Vec<f32> = rl.into_data().to_vec().unwrap();
     let e = fused::weighted_nll_kl(&host, &rhost, 50, &bt.loss_targets, &bt.loss_weights, beta, 2);
     assert!(close(e.value, value, 1e-5), "{} vs {value}", e.value);
+    assert_same_grad(&a, &surrogate_grad(logits, e.grad, w), 1e-5);
+}
+
+/// The gradient of `w` through the surrogate `sum(logits * grad)`.
+fn surrogate_grad(logits: Tensor<B, 2>, grad: Vec<f32>, w: &burn::module::Param<Tensor<B, 2>>) -> Vec<f32> {
     let [n, v] = logits.dims();
-    let g = Tensor::<B, 2>::from_data(TensorData::new(e.grad, [n, v]), &dev);
-    let g2 = (logits * g).sum().backward();
-    let b2: Vec<f32> = w.val().grad(&g2).unwrap().into_data().to_vec().unwrap();
+    let g = Tensor::<B, 2>::from_data(TensorData::new(grad, [n, v]), &Default::default());
+    let grads = (logits * g).sum().backward();
+    w.val().grad(&grads).unwrap().into_data().to_vec().unwrap()
+}
+
+/// `b` equals the non-trivial gradient `a` up to `rel` of its largest entry.
+fn assert_same_grad(a: &[f32], b: &[f32], rel: f32) {
     let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let max = a.iter().zip(&b2).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(scale > 1e-6 && max <= 1e-5 * scale, "max diff {max} of {scale}");
+    let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(scale > 1e-7 && max <= rel * scale, "max diff {max} of {scale}");
 }
 
 #[test]
@@ -206,4 +215,51 @@ fn dpo_matches_pytorch_and_the_hand_value() {
     // By hand: margins -0.1, 0.3, -2.0 times beta 0.1; mean of ln(1 + exp(-x)).
     let hand = [-0.01f64, 0.03, -0.2].iter().map(|x| (1.0 + (-x).exp()).ln()).sum::<f64>() / 3.0;
     assert!(close(got, hand, 1e-5), "{got} vs {hand}");
+}
+
+/// DPO in closed form (`fused::dpo` through the surrogate) gives the parameters the gradient
+/// autodiff gives through `sequence_log_probs` and `dpo` on full logits.
+#[test]
+fn dpo_closed_form_gives_the_autodiff_gradient() {
+    use mcts_ps::model::rope::Rope;
+    use mcts_ps::model::{Llama, LlamaConfig};
+    use mcts_ps::train::data::{batch, Example, Pair};
+    let cfg = LlamaConfig::tiny(40, 32);
+    let dev = Default::default();
+    let model = Llama::<B>::init(&cfg, 5, &dev);
+    let rope = Rope::<B>::new(&cfg, 32, &dev);
+    let pairs = [
+        Pair { prompt: vec![1, 2, 3], chosen: vec![4, 5], rejected: vec![6, 7, 8] },
+        Pair { prompt: vec![9, 3], chosen: vec![10, 11, 12], rejected: vec![13] },
+    ];
+    let refs = [(-6.5f32, -9.0f32), (-8.25, -3.5)];
+    let beta = 0.5;
+    let owned: Vec<Example> = pairs
+        .iter()
+        .flat_map(|p| {
+            let (c, r) = p.examples();
+            [c, r]
+        })
+        .collect();
+    let exr: Vec<&Example> = owned.iter().collect();
+    let bt = batch::<B>(&exr, &dev);
+    let lp = sequence_log_probs(model.forward(bt.inputs.clone(), &rope), bt.targets.clone(), bt.mask.clone())
+        .reshape([2, 2]);
+    let t = |v: Vec<f32>| Tensor::<B, 1>::from_data(TensorData::new(v, [2]), &dev);
+    let loss = dpo(
+        lp.clone().narrow(1, 0, 1).reshape([2]),
+        lp.narrow(1, 1, 1).reshape([2]),
+        t(refs.iter().map(|r| r.0).collect()),
+        t(refs.iter().map(|r| r.1).collect()),
+        beta,
+    );
+    let value = scalar(loss.clone());
+    let g1 = loss.backward();
+    let w = &model.layers[1].gate.weight;
+    let a: Vec<f32> = w.val().grad(&g1).unwrap().into_data().to_vec().unwrap();
+    let logits = model.forward_rows(bt.inputs.clone(), bt.loss_rows.clone(), &rope);
+    let host: Vec<f32> = logits.clone().into_data().to_vec().unwrap();
+    let e = fused::dpo(&host, 40, &bt.loss_targets, &bt.loss_seq, &refs, beta);
+    assert!(close(e.value, value, 1e-5), "{} vs {value}", e.value);
+    assert_same_grad(&a, &surrogate_grad(logits, e.grad, w), 1e-4);
 }

@@ -47,6 +47,8 @@ pub struct Batch<B: Backend> {
     pub loss_targets: Vec<u32>,
     /// The weight of each loss row's sequence.
     pub loss_weights: Vec<f32>,
+    /// The sequence (index in the batch) of each loss row.
+    pub loss_seq: Vec<usize>,
 }
 
 /// Builds a padded batch from examples.
@@ -58,6 +60,7 @@ pub fn batch<B: Backend>(examples: &[&Example], device: &B::Device) -> Batch<B> 
     let mut mask = vec![0f32; b * width];
     let mut loss_tokens = 0;
     let (mut rows, mut row_targets, mut row_weights) = (Vec::new(), Vec::new(), Vec::new());
+    let mut row_seq = Vec::new();
     for (i, e) in examples.iter().enumerate() {
         for t in 0..e.tokens.len().saturating_sub(1) {
             inputs[i * width + t] = e.tokens[t] as i64;
@@ -68,6 +71,7 @@ pub fn batch<B: Backend>(examples: &[&Example], device: &B::Device) -> Batch<B> 
                 rows.push((i * width + t) as i64);
                 row_targets.push(e.tokens[t + 1]);
                 row_weights.push(e.weight);
+                row_seq.push(i);
             }
         }
     }
@@ -77,6 +81,7 @@ pub fn batch<B: Backend>(examples: &[&Example], device: &B::Device) -> Batch<B> 
         loss_rows: Tensor::from_data(TensorData::new(rows, [n]), device),
         loss_targets: row_targets,
         loss_weights: row_weights,
+        loss_seq: row_seq,
         inputs: Tensor::from_data(TensorData::new(inputs, [b, width]), device),
         targets: Tensor::from_data(TensorData::new(targets, [b, width]), device),
         mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),
@@ -119,5 +124,6 @@ mod tests {
         assert_eq!(rows, [1, 2, 3]);
         assert_eq!(bt.loss_targets, [7, 8, 10]);
         assert_eq!(bt.loss_weights, [1.5, 1.5, -0.5]);
+        assert_eq!(bt.loss_seq, [0, 0, 1]);
     }
 }

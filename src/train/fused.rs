@@ -101,6 +101,53 @@ pub fn weighted_nll_kl(
     RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
 }
 
+/// DPO (Rafailov et al. 2023) over `n` pairs from the rows of `2n` sequences, chosen `2i` and
+/// rejected `2i + 1` (`seq: [rows]` each row's sequence): with `lp_s` the sum of a sequence's
+/// row log-probabilities and `m_i = beta ((lp_2i - rc_i) - (lp_2i+1 - rr_i))` against the
+/// reference's `refs[i] = (rc_i, rr_i)`, `L = mean_i -log sigmoid(m_i)`; a row of sequence `s`
+/// gets `dL/dz = -(dL/dlp_s) (p - e_t)` with `dL/dlp_2i = -beta sigmoid(-m_i) / n` and
+/// `dL/dlp_2i+1 = beta sigmoid(-m_i) / n`.
+pub fn dpo(
+    logits: &[f32],
+    vocab: usize,
+    targets: &[u32],
+    seq: &[usize],
+    refs: &[(f32, f32)],
+    beta: f64,
+) -> RowLoss {
+    let rows = targets.len();
+    let n = refs.len();
+    assert!(logits.len() == rows * vocab && seq.len() == rows, "fused dpo: shapes");
+    assert!(seq.iter().all(|&s| s < 2 * n), "fused dpo: a row's sequence is outside the pairs");
+    let row_lse: Vec<f64> = logits.par_chunks(vocab).map(|z| lse(z).1).collect();
+    let mut lp = vec![0f64; 2 * n];
+    for (j, (&s, &t)) in seq.iter().zip(targets).enumerate() {
+        lp[s] += logits[j * vocab + t as usize] as f64 - row_lse[j];
+    }
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let mut value = 0.0;
+    let mut coef = vec![0f64; 2 * n]; // dL/dlp_s
+    for (i, &(rc, rr)) in refs.iter().enumerate() {
+        let m = beta * ((lp[2 * i] - rc as f64) - (lp[2 * i + 1] - rr as f64));
+        // -log sigmoid(m) = softplus(-m), computed stably
+        value += if m > 0.0 { (-m).exp().ln_1p() } else { -m + m.exp().ln_1p() };
+        let d = beta * sig(-m) / n as f64;
+        coef[2 * i] = -d;
+        coef[2 * i + 1] = d;
+    }
+    let mut grad = vec![0f32; rows * vocab];
+    grad.par_chunks_mut(vocab).enumerate().for_each(|(j, g)| {
+        let z = &logits[j * vocab..(j + 1) * vocab];
+        let c = -coef[seq[j]];
+        for (gj, &zj) in g.iter_mut().zip(z) {
+            *gj = (c * (zj as f64 - row_lse[j]).exp()) as f32;
+        }
+        let t = targets[j] as usize;
+        g[t] = (g[t] as f64 - c) as f32;
+    });
+    RowLoss { value: value / n.max(1) as f64, grad }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

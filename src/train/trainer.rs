@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -322,19 +322,25 @@ fn step_grads<AB: AutodiffBackend>(
 ) -> Result<(GradientsParams, f64, usize)> {
     let device = model.embed.val().device();
     let vocab = model.config.vocab_size;
-    let (examples, kl) = match objective {
-        Objective::Nll(e) => (*e, None),
-        Objective::WeightedKl { examples, reference, beta } => (*examples, Some((*reference, *beta))),
-        Objective::Dpo { .. } => {
-            let (l, value, tokens) = dpo_step_loss(model, objective, chunk, dpo_ref, rope)?;
-            return Ok((GradientsParams::from_grads(l.backward(), model), value, tokens));
-        }
-    };
-    // NLL and eq. (2): each part computes logits at its loss rows only; the loss and its
-    // gradient over all rows come in closed form (`train::fused`) and enter autodiff through
-    // the surrogate `sum(logits * grad)`.
+    // Each part computes logits at its loss rows only; the loss and its gradient over all rows
+    // come in closed form (`train::fused`) and enter autodiff through the surrogate
+    // `sum(logits * grad)`. DPO pairs stay whole inside a part (chosen and rejected in turn).
     let size = chunk.len().div_ceil(PARTS).max(1);
     let parts: Vec<&[usize]> = chunk.chunks(size).collect();
+    let part_examples = |part: &[usize]| -> Vec<Example> {
+        match objective {
+            Objective::Nll(e) | Objective::WeightedKl { examples: e, .. } => {
+                part.iter().map(|&i| e[i].clone()).collect()
+            }
+            Objective::Dpo { pairs, .. } => part
+                .iter()
+                .flat_map(|&i| {
+                    let (c, r) = pairs[i].examples();
+                    [c, r]
+                })
+                .collect(),
+        }
+    };
     let models: Vec<Llama<AB>> =
         (0..parts.len()).map(|i| if i == 0 { model.clone() } else { replica(model) }).collect();
     let ref_rope = rope.inner();
@@ -342,15 +348,14 @@ fn step_grads<AB: AutodiffBackend>(
         .par_iter()
         .zip(models.par_iter())
         .map(|(part, m)| {
-            let ex: Vec<&Example> = part.iter().map(|&i| &examples[i]).collect();
+            let owned = part_examples(part);
+            let ex: Vec<&Example> = owned.iter().collect();
             let b = batch::<AB>(&ex, &device);
-            let ref_host = match kl {
-                Some((reference, _)) => Some(host_f32(Tensor::<AB, 2>::from_inner(reference.forward_rows(
-                    b.inputs.clone().inner(),
-                    b.loss_rows.clone().inner(),
-                    &ref_rope,
-                )))?),
-                None => None,
+            let ref_host = match objective {
+                Objective::WeightedKl { reference, .. } => Some(host_f32(Tensor::<AB, 2>::from_inner(
+                    reference.forward_rows(b.inputs.clone().inner(), b.loss_rows.clone().inner(), &ref_rope),
+                ))?),
+                _ => None,
             };
             let logits = m.forward_rows(b.inputs.clone(), b.loss_rows.clone(), rope);
             let host = host_f32(logits.clone())?;
@@ -361,13 +366,25 @@ fn step_grads<AB: AutodiffBackend>(
     let host: Vec<f32> = forwards.iter().flat_map(|p| p.host.iter().copied()).collect();
     let targets: Vec<u32> = forwards.iter().flat_map(|p| p.b.loss_targets.iter().copied()).collect();
     let tokens: usize = forwards.iter().map(|p| p.b.loss_tokens).sum();
-    let loss = match kl {
-        None => super::fused::nll(&host, vocab, &targets),
-        Some((_, beta)) => {
+    let loss = match objective {
+        Objective::Nll(_) => super::fused::nll(&host, vocab, &targets),
+        Objective::WeightedKl { beta, .. } => {
             let ref_host: Vec<f32> =
                 forwards.iter().flat_map(|p| p.ref_host.iter().flatten().copied()).collect();
             let weights: Vec<f32> = forwards.iter().flat_map(|p| p.b.loss_weights.iter().copied()).collect();
-            super::fused::weighted_nll_kl(&host, &ref_host, vocab, &targets, &weights, beta, chunk.len())
+            super::fused::weighted_nll_kl(&host, &ref_host, vocab, &targets, &weights, *beta, chunk.len())
+        }
+        Objective::Dpo { beta, .. } => {
+            let refs = dpo_ref.expect("reference log-probs computed for DPO");
+            let refs: Vec<(f32, f32)> = chunk.iter().map(|&i| refs[i]).collect();
+            // Sequence indices over the whole step: each part's, offset by the parts before.
+            let mut seq = Vec::with_capacity(targets.len());
+            let mut before = 0;
+            for (p, part) in forwards.iter().zip(&parts) {
+                seq.extend(p.b.loss_seq.iter().map(|&s| before + s));
+                before += 2 * part.len();
+            }
+            super::fused::dpo(&host, vocab, &targets, &seq, &refs, *beta)
         }
     };
     // Each part's rows of the gradient, then the parts' backward passes in parallel.
@@ -393,43 +410,6 @@ fn step_grads<AB: AutodiffBackend>(
         add_grads(model, &mut total, g);
     }
     Ok((total, loss.value, tokens))
-}
-
-/// DPO: the loss tensor of one step (autodiff through the sequence log-probabilities).
-fn dpo_step_loss<AB: AutodiffBackend>(
-    model: &Llama<AB>,
-    objective: &Objective<'_, AB>,
-    chunk: &[usize],
-    dpo_ref: Option<&[(f32, f32)]>,
-    rope: &Rope<AB>,
-) -> Result<(Tensor<AB, 1>, f64, usize)> {
-    let device = model.embed.val().device();
-    Ok(match objective {
-        Objective::Dpo { pairs, beta, .. } => {
-            let refs = dpo_ref.expect("reference log-probs computed for DPO");
-            let mut ex = Vec::with_capacity(chunk.len() * 2);
-            for &i in chunk {
-                let (c, r) = pairs[i].examples();
-                ex.push(c);
-                ex.push(r);
-            }
-            let refs_c: Vec<f32> = chunk.iter().map(|&i| refs[i].0).collect();
-            let refs_r: Vec<f32> = chunk.iter().map(|&i| refs[i].1).collect();
-            let exr: Vec<&Example> = ex.iter().collect();
-            let b = batch::<AB>(&exr, &device);
-            let logits = model.forward(b.inputs, rope);
-            let lp = loss::sequence_log_probs(logits, b.targets, b.mask); // [2n]: c, r, c, r, ...
-            let n = chunk.len();
-            let lp = lp.reshape([n, 2]);
-            let pc = lp.clone().narrow(1, 0, 1).reshape([n]);
-            let pr = lp.narrow(1, 1, 1).reshape([n]);
-            let t = |v: Vec<f32>| Tensor::<AB, 1>::from_data(burn::tensor::TensorData::new(v, [n]), &device);
-            let l = loss::dpo(pc, pr, t(refs_c), t(refs_r), *beta);
-            let value = l.clone().into_scalar().elem::<f32>() as f64;
-            (l, value, b.loss_tokens)
-        }
-        _ => unreachable!("dpo_step_loss is called for DPO only"),
-    })
 }
 
 /// A tensor's values as host f32.
