@@ -1,5 +1,6 @@
 //! mcts-ps: reproduces "Enhancing Reasoning through Process Supervision with Monte Carlo Tree
-//! Search" (arXiv 2501.01478). See `../shared/METHOD.md` for the method this crate implements.
+//! Search" (arXiv 2501.01478). The method (eqs. 1 and 2) is summarised in the README and in
+//! the module docs of `search` and `train::loss`.
 
 pub mod cli;
 pub mod cli_bench;
