@@ -177,16 +177,21 @@ pub fn masked_grouped_attention<B: Backend>(
 }
 
 fn flex_f32(t: Tensor<Flex, 4>) -> FlexTensor {
-    t.into_primitive().tensor().to_contiguous()
+    to_flex(t).to_contiguous()
 }
 
-fn from_flex(t: FlexTensor) -> Tensor<Flex, 4> {
+/// The flex tensor under a float tensor (any layout).
+fn to_flex<const D: usize>(t: Tensor<Flex, D>) -> FlexTensor {
+    t.into_primitive().tensor()
+}
+
+fn from_flex<const D: usize>(t: FlexTensor) -> Tensor<Flex, D> {
     Tensor::from_primitive(TensorPrimitive::Float(t))
 }
 
 /// A uniquely owned, contiguous f32 buffer for in-place writes (copied once if shared).
 fn owned_f32(t: Tensor<Flex, 4>) -> FlexTensor {
-    let mut c: FlexTensor = t.into_primitive().tensor();
+    let mut c = to_flex(t);
     let plain = c.dtype() == DType::F32 && c.is_contiguous() && c.layout().start_offset() == 0;
     if !plain || !c.is_unique() {
         c = FlexTensor::from_data(c.into_data().convert::<f32>());
@@ -227,9 +232,7 @@ impl InferBackend for Flex {
         if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
             return crate::model::llama::rms_norm_2d(x, w, eps);
         }
-        let xf: FlexTensor = x.into_primitive().tensor();
-        let wf: FlexTensor = w.into_primitive().tensor();
-        Tensor::from_primitive(TensorPrimitive::Float(super::flex_linear::rms_norm(&xf, &wf, eps)))
+        from_flex(super::flex_linear::rms_norm(&to_flex(x), &to_flex(w), eps))
     }
 
     /// Column blocks in parallel ([`super::flex_linear`]); burn's `matmul` for other types.
@@ -237,9 +240,7 @@ impl InferBackend for Flex {
         if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
             return x.matmul(w);
         }
-        let xf: FlexTensor = x.into_primitive().tensor();
-        let wf: FlexTensor = w.into_primitive().tensor();
-        Tensor::from_primitive(TensorPrimitive::Float(super::flex_linear::linear(&xf, &wf)))
+        from_flex(super::flex_linear::linear(&to_flex(x), &to_flex(w)))
     }
 
     fn kv_cache(
@@ -313,7 +314,7 @@ impl InferBackend for Flex {
             Kv::Key => view.narrow(3, start, len).permute([0, 3, 1, 2]),
         };
         // An owned compact copy: a view would keep the whole cache buffer shared.
-        let t: FlexTensor = view.into_primitive().tensor();
+        let t = to_flex(view);
         from_flex(FlexTensor::from_data(t.into_data()))
     }
 
@@ -470,14 +471,20 @@ fn attend_impl(
 /// every x86-64 build).
 #[inline(always)]
 pub(crate) fn sum8(x: &[f32]) -> f32 {
+    sum8_of(x, |v| v)
+}
+
+/// [`sum8`] of `f(x_i)`, without materialising the mapped values.
+#[inline(always)]
+pub(crate) fn sum8_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; 8];
     let n8 = x.len() / 8 * 8;
     for c in x[..n8].chunks_exact(8) {
         for i in 0..8 {
-            acc[i] += c[i];
+            acc[i] += f(c[i]);
         }
     }
-    let tail: f32 = x[n8..].iter().sum();
+    let tail: f32 = x[n8..].iter().map(|&v| f(v)).sum();
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 

@@ -159,8 +159,7 @@ pub fn rms_norm(x: &FlexTensor, w: &FlexTensor, eps: f64) -> FlexTensor {
     let mut out = FlexTensor::empty(shape, DType::F32);
     let eps = eps as f32;
     out.storage_mut::<f32>().par_chunks_mut(d).zip(xs.par_chunks(d)).for_each(|(o, r)| {
-        let sq: Vec<f32> = r.iter().map(|v| v * v).collect();
-        let inv = (super::backend::sum8(&sq) / d as f32 + eps).sqrt().recip();
+        let inv = (super::backend::sum8_of(r, |v| v * v) / d as f32 + eps).sqrt().recip();
         for ((oi, &xi), &wi) in o.iter_mut().zip(r).zip(ws) {
             *oi = xi * inv * wi;
         }
@@ -233,83 +232,55 @@ impl<const NB: usize> Tile<NB> for ScalarTile {
     }
 }
 
-/// AVX-512 tile: 4 zmm registers (64 columns) per row, all rows' accumulators in registers.
-#[cfg(target_arch = "x86_64")]
-struct Avx512Tile;
-#[cfg(target_arch = "x86_64")]
-impl Tile<64> for Avx512Tile {
-    #[inline(always)]
-    unsafe fn run<const R: usize>(
-        x: *const f32,
-        x_rs: usize,
-        k: usize,
-        w: *const f32,
-        w_rs: usize,
-        out: *mut f32,
-    ) {
-        use std::arch::x86_64::*;
-        let mut acc = [[_mm512_setzero_ps(); 4]; R];
-        for kk in 0..k {
-            let wp = w.add(kk * w_rs);
-            let wv = [
-                _mm512_loadu_ps(wp),
-                _mm512_loadu_ps(wp.add(16)),
-                _mm512_loadu_ps(wp.add(32)),
-                _mm512_loadu_ps(wp.add(48)),
-            ];
-            for (r, a) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_ps(*x.add(r * x_rs + kk));
-                for v in 0..4 {
-                    a[v] = _mm512_fmadd_ps(xv, wv[v], a[v]);
+/// A SIMD tile of 4 vector registers per row (`NB = 4 * lanes` columns), all rows'
+/// accumulators in registers: `$t` implements [`Tile`] with the given vector type and its
+/// zero / unaligned load / broadcast / fused multiply-add / store intrinsics.
+macro_rules! simd_tile {
+    ($(#[$doc:meta])* $t:ident, $nb:literal, $lanes:literal, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        struct $t;
+        #[cfg(target_arch = "x86_64")]
+        impl Tile<$nb> for $t {
+            #[inline(always)]
+            unsafe fn run<const R: usize>(
+                x: *const f32,
+                x_rs: usize,
+                k: usize,
+                w: *const f32,
+                w_rs: usize,
+                out: *mut f32,
+            ) {
+                use std::arch::x86_64::*;
+                let mut acc = [[$zero(); 4]; R];
+                for kk in 0..k {
+                    let wp = w.add(kk * w_rs);
+                    let wv = [$load(wp), $load(wp.add($lanes)), $load(wp.add(2 * $lanes)), $load(wp.add(3 * $lanes))];
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let xv = $set1(*x.add(r * x_rs + kk));
+                        for v in 0..4 {
+                            a[v] = $fma(xv, wv[v], a[v]);
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    for (v, av) in a.iter().enumerate() {
+                        $store(out.add(r * $nb + v * $lanes), *av);
+                    }
                 }
             }
         }
-        for (r, a) in acc.iter().enumerate() {
-            for (v, av) in a.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * 64 + v * 16), *av);
-            }
-        }
-    }
+    };
 }
 
-/// AVX2 tile: 4 ymm registers (32 columns) per row.
-#[cfg(target_arch = "x86_64")]
-struct Avx2Tile;
-#[cfg(target_arch = "x86_64")]
-impl Tile<32> for Avx2Tile {
-    #[inline(always)]
-    unsafe fn run<const R: usize>(
-        x: *const f32,
-        x_rs: usize,
-        k: usize,
-        w: *const f32,
-        w_rs: usize,
-        out: *mut f32,
-    ) {
-        use std::arch::x86_64::*;
-        let mut acc = [[_mm256_setzero_ps(); 4]; R];
-        for kk in 0..k {
-            let wp = w.add(kk * w_rs);
-            let wv = [
-                _mm256_loadu_ps(wp),
-                _mm256_loadu_ps(wp.add(8)),
-                _mm256_loadu_ps(wp.add(16)),
-                _mm256_loadu_ps(wp.add(24)),
-            ];
-            for (r, a) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_ps(*x.add(r * x_rs + kk));
-                for v in 0..4 {
-                    a[v] = _mm256_fmadd_ps(xv, wv[v], a[v]);
-                }
-            }
-        }
-        for (r, a) in acc.iter().enumerate() {
-            for (v, av) in a.iter().enumerate() {
-                _mm256_storeu_ps(out.add(r * 32 + v * 8), *av);
-            }
-        }
-    }
-}
+simd_tile!(
+    /// AVX-512 tile: 4 zmm registers (64 columns) per row.
+    Avx512Tile, 64, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+);
+simd_tile!(
+    /// AVX2 tile: 4 ymm registers (32 columns) per row.
+    Avx2Tile, 32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+);
 
 #[inline(always)]
 unsafe fn block_impl<const NB: usize, T: Tile<NB>>(o: &Operands, c0: usize) {
