@@ -61,7 +61,7 @@ pub struct BenchTrainArgs {
     /// Measured steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// Loss: `nll` (mean token NLL) or `kl` (METHOD.md eq. 2: weighted NLL plus `--beta` times
+    /// Loss: `nll` (mean token NLL) or `kl` (eq. 2: weighted NLL plus `--beta` times
     /// the exact KL to a frozen copy of the loaded model, whose forward runs every step).
     #[arg(long, default_value = "nll", value_parser = ["nll", "kl"])]
     pub objective: String,

@@ -10,14 +10,14 @@ never drift apart. Weights are random (speed does not depend on their values).
             cache, softmax and torch.multinomial per step
   train     one optimiser step like `runner bench train`: AdamW, global-norm clip 1, loss on the
             second half of random sequences; --objective nll (full fine-tuning or LoRA) or kl
-            (METHOD.md eq. 2: weighted NLL + beta * exact KL to a frozen copy, whose forward runs
-            under no_grad); LoRA is written out below (y = xW^T + x A^T B^T * alpha / r)
+            (eq. 2 of the paper: weighted NLL + beta * exact KL to a frozen copy, whose forward runs
+            under no_grad); LoRA is the hand-written one of scripts/gpu_reference.py
+            (y = xW^T + x A^T B^T * alpha / r, never peft)
 
 Prints one JSON object (and appends it to --out when given).
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -25,6 +25,9 @@ import time
 import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gpu_reference import LoraLinear  # noqa: E402  (the same hand-written LoRA as the GPU check)
 
 
 def build(cfg_json):
@@ -103,19 +106,6 @@ def bench_loop(model, batch, prompt, new, reps):
     wall, dec = median(walls), median(decs)
     return dict(wall_seconds=wall, decode_tokens_per_s=batch * (new - 1) / dec,
                 generated_tokens_per_s_wall=batch * new / wall)
-
-
-class LoraLinear(torch.nn.Module):
-    def __init__(self, base, r, alpha):
-        super().__init__()
-        self.base = base
-        self.scale = alpha / r
-        self.a = torch.nn.Parameter(torch.empty(r, base.in_features))
-        self.b = torch.nn.Parameter(torch.zeros(base.out_features, r))
-        torch.nn.init.uniform_(self.a, -1 / math.sqrt(base.in_features), 1 / math.sqrt(base.in_features))
-
-    def forward(self, x):
-        return self.base(x) + (x @ self.a.t()) @ self.b.t() * self.scale
 
 
 def add_lora(model, r, targets):

@@ -1,4 +1,4 @@
-//! MCTS step-data generation (METHOD.md, "Data generation with MCTS").
+//! MCTS step-data generation (the paper's "Data generation with MCTS").
 //!
 //! For each problem the partial solution grows one step at a time; from each partial solution
 //! (a root) `rollouts` MCTS iterations run (selection by UCB, expansion of one sampled step,

@@ -124,7 +124,7 @@ pub fn virtual_visit(root: &mut Node, path: &[usize], reserve: bool) {
     }
 }
 
-/// METHOD.md eq. (1) for every child of `root`:
+/// eq. (1) for every child of `root`:
 /// `r_k = alpha * N(k) * (Q(k)/N(k) - sum_m Q(m) / sum_m N(m))`.
 pub fn relative_correctness(root: &Node, alpha: f64) -> Vec<f64> {
     let sum_q: f64 = root.children.iter().map(|c| c.q).sum();

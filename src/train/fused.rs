@@ -5,7 +5,7 @@
 //! reads them once, and evaluates here, per row `i` with `p = softmax(z_i)`:
 //!
 //! - NLL (RFT, pretraining): `L = -(1/n) sum_i log p(t_i)`, `dL/dz_i = (p - e_{t_i}) / n`.
-//! - METHOD.md eq. (2): `L = (1/B) sum_i [-r_i log p(t_i) + beta KL(p || q_i)]` over the rows of
+//! - eq. (2): `L = (1/B) sum_i [-r_i log p(t_i) + beta KL(p || q_i)]` over the rows of
 //!   `B` sequences (`r_i` the eq. (1) score of row `i`'s sequence, `q_i` the frozen reference),
 //!   `dL/dz_i = (1/B) [r_i (p - e_{t_i}) + beta p * (log p - log q_i - KL(p || q_i))]`.
 //!
@@ -28,11 +28,11 @@ pub struct RowLoss {
     pub grad: Vec<f32>,
 }
 
-/// `(max, log sum exp)` of a row.
-fn lse(z: &[f32]) -> (f64, f64) {
+/// `log sum exp` of a row (shifted by its maximum).
+fn lse(z: &[f32]) -> f64 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let s: f64 = z.iter().map(|&x| (x as f64 - max).exp()).sum();
-    (max, max + s.ln())
+    max + s.ln()
 }
 
 /// Mean NLL over the rows: `logits: [n * vocab]`, `targets: [n]`.
@@ -46,7 +46,7 @@ pub fn nll(logits: &[f32], vocab: usize, targets: &[u32]) -> RowLoss {
         .zip(logits.par_chunks(vocab))
         .zip(targets.par_iter())
         .map(|((g, z), &t)| {
-            let (_, l) = lse(z);
+            let l = lse(z);
             for (gj, &zj) in g.iter_mut().zip(z) {
                 *gj = ((zj as f64 - l).exp() * inv) as f32;
             }
@@ -57,7 +57,7 @@ pub fn nll(logits: &[f32], vocab: usize, targets: &[u32]) -> RowLoss {
     RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
 }
 
-/// METHOD.md eq. (2) over the rows of `batch` sequences: `logits`, `reference: [n * vocab]`,
+/// eq. (2) over the rows of `batch` sequences: `logits`, `reference: [n * vocab]`,
 /// `targets`, `weights: [n]` (each row's sequence score `r`).
 pub fn weighted_nll_kl(
     logits: &[f32],
@@ -80,8 +80,8 @@ pub fn weighted_nll_kl(
         .zip(logits.par_chunks(vocab).zip(reference.par_chunks(vocab)))
         .zip(targets.par_iter().zip(weights.par_iter()))
         .map(|((g, (z, zr)), (&t, &r))| {
-            let (_, l) = lse(z);
-            let (_, lr) = lse(zr);
+            let l = lse(z);
+            let lr = lse(zr);
             let mut kl = 0.0;
             for (&zj, &zrj) in z.iter().zip(zr) {
                 let lp = zj as f64 - l;
@@ -119,7 +119,7 @@ pub fn dpo(
     let n = refs.len();
     assert!(logits.len() == rows * vocab && seq.len() == rows, "fused dpo: shapes");
     assert!(seq.iter().all(|&s| s < 2 * n), "fused dpo: a row's sequence is outside the pairs");
-    let row_lse: Vec<f64> = logits.par_chunks(vocab).map(|z| lse(z).1).collect();
+    let row_lse: Vec<f64> = logits.par_chunks(vocab).map(lse).collect();
     let mut lp = vec![0f64; 2 * n];
     for (j, (&s, &t)) in seq.iter().zip(targets).enumerate() {
         lp[s] += logits[j * vocab + t as usize] as f64 - row_lse[j];
@@ -173,8 +173,7 @@ mod tests {
         // KL(p || p) = 0 and its gradient vanishes: eq. (2) reduces to -r log p / B.
         let z = [0.5f32, -1.0, 2.0, 0.0, 0.3, 0.1];
         let e = weighted_nll_kl(&z, &z, 3, &[0, 2], &[2.0, -1.0], 0.7, 4);
-        let (_, l0) = lse(&z[..3]);
-        let (_, l1) = lse(&z[3..]);
+        let (l0, l1) = (lse(&z[..3]), lse(&z[3..]));
         let want = (-2.0 * (0.5 - l0) + (0.1 - l1)) / 4.0;
         assert!((e.value - want).abs() < 1e-6);
         let n = nll(&z[..3], 3, &[0]);

@@ -1,4 +1,6 @@
-//! Training losses as pure tensor functions.
+//! Training losses as pure tensor functions: the reference definitions, golden-tested against
+//! PyTorch. The trainer evaluates the same losses in closed form ([`super::fused`], checked
+//! against these); `sequence_log_probs` also scores DPO's reference model.
 //!
 //! Shapes: `logits: [batch, seq, vocab]` where position `t` predicts `targets[:, t]`;
 //! `mask: [batch, seq]` is 1 on the tokens that carry loss (the step or completion) and 0
@@ -30,7 +32,7 @@ pub fn token_kl<B: Backend>(logits: Tensor<B, 3>, ref_logits: Tensor<B, 3>) -> T
     (lp.clone().exp() * (lp - lq)).sum_dim(2).squeeze_dim::<2>(2)
 }
 
-/// METHOD.md eq. (2): `mean_b [ -r_b * sum_t m_bt log pi_theta(s_t) + beta * sum_t m_bt
+/// eq. (2): `mean_b [ -r_b * sum_t m_bt log pi_theta(s_t) + beta * sum_t m_bt
 /// KL_t(pi_theta || pi_ref) ]`. `weights: [batch]` are the eq. (1) scores `r` (negative
 /// allowed: a worse-than-average step is pushed down); `ref_logits` come from the frozen
 /// previous-iteration model.

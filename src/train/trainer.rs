@@ -58,7 +58,7 @@ pub struct Settings {
 pub enum Objective<'a, AB: AutodiffBackend> {
     /// Mean NLL over the loss tokens of each batch.
     Nll(&'a [Example]),
-    /// METHOD.md eq. (2) against a frozen reference model.
+    /// eq. (2) against a frozen reference model.
     WeightedKl {
         /// Records as examples weighted by their eq. (1) score.
         examples: &'a [Example],
