@@ -95,15 +95,26 @@ if want tiny; then
 fi
 
 if want train; then
-  # runner reports seconds per step: the ratio is reference / runner (higher = runner faster)
+  # runner reports seconds per step: the ratio is reference / runner (higher = runner faster).
+  # Step times on a shared 2-core host drift by 10-20% between runs, so each pair is run
+  # ROUNDS times, alternating runner and torch, and the medians are compared.
+  ROUNDS=${PEERS_ROUNDS:-3}
   t() { # name, runner args..., -- torch args...
     local name=$1; shift
     local ra=() ta=()
     while [ "$1" != "--" ]; do ra+=("$1"); shift; done
     shift; ta=("$@")
-    "$RUNNER" bench train "${ra[@]}" --steps 5 --out "$OUT/runner_train_$name.json" >/dev/null
-    python3 scripts/peers/torch_ref.py train --like "$OUT/runner_train_$name.json" "${ta[@]}" \
-      --steps 5 --threads "$THREADS" >"$OUT/torch_train_$name.json"
+    for r in $(seq 1 "$ROUNDS"); do
+      "$RUNNER" bench train "${ra[@]}" --steps 10 --out "$OUT/runner_train_${name}_r$r.json" >/dev/null
+      python3 scripts/peers/torch_ref.py train --like "$OUT/runner_train_${name}_r$r.json" "${ta[@]}" \
+        --steps 10 --threads "$THREADS" >"$OUT/torch_train_${name}_r$r.json"
+    done
+  }
+  med() { # median steps/s over the rounds of one file prefix
+    python3 - "$@" <<'PY'
+import json, statistics, sys
+print(statistics.median(1 / json.load(open(f))["step_seconds"] for f in sys.argv[1:]))
+PY
   }
   t tiny_nll --model preset:tiny --lora-rank 0 --batch 16 --seq-len 100 -- --batch 16 --seq-len 100
   t tiny_kl --model preset:tiny --lora-rank 0 --batch 16 --seq-len 100 --objective kl -- \
@@ -111,8 +122,8 @@ if want train; then
   t smollm2_lora --model "$GGUF" --lora-rank 8 --lora-targets q,k,v,o --batch 4 --seq-len 128 -- \
     --batch 4 --seq-len 128 --lora-rank 8 --lora-targets q,k,v,o
   for n in tiny_nll tiny_kl smollm2_lora; do
-    row train "train step/s, $n" "$(python3 -c "import json;print(1/json.load(open('$OUT/runner_train_$n.json'))['step_seconds'])")" \
-      "$(python3 -c "import json;print(1/json.load(open('$OUT/torch_train_$n.json'))['step_seconds'])")" "torch"
+    row train "train step/s, $n (median of $ROUNDS)" "$(med "$OUT"/runner_train_${n}_r*.json)" \
+      "$(med "$OUT"/torch_train_${n}_r*.json)" "torch"
   done
 fi
 

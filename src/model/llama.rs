@@ -10,12 +10,12 @@
 //! head, `[batch, kv_heads, seq * group, head_dim]`, and the mask gives each row its position.
 
 use burn::module::{Module, Param, ParamId};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::backend::{grouped_causal_mask, masked_grouped_attention, InferBackend, Kv};
+use super::backend::{InferBackend, Kv};
 use super::config::LlamaConfig;
+use super::fused;
 use super::rope::{Rope, RopeAt};
 use crate::rng::Stream;
 
@@ -191,6 +191,17 @@ pub fn rms_norm<B: Backend, const D: usize>(
 }
 
 fn rms_norm_with<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
+    let dims = x.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    fused::rms_norm(x.reshape([rows, dims[D - 1]]), w, eps).reshape(dims)
+}
+
+/// RMSNorm with burn's tensor ops (backends without a fused kernel).
+pub(crate) fn rms_norm_generic<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
     let dt = x.dtype();
     if dt != DType::F32 {
         // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
@@ -369,14 +380,10 @@ impl<B: Backend> Llama<B> {
         let device = tokens.device();
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
         let ropes = Ropes::new(rope, &positions, &self.config, &device, self.embed.val().dtype());
-        let mask = grouped_causal_mask::<B>(&[0], l, self.config.group_size(), l, &device);
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
             let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, Kernels::burn()); // [b, l, kvh, hd]
-            let (k, v) = (k.swap_dims(1, 2), v.swap_dims(1, 2)); // [b, kvh, l, hd]
-            x = layer.forward(x, &self.config, &ropes, Kernels::burn(), |q| {
-                masked_grouped_attention(q, k, v, mask.clone())
-            });
+            x = layer.forward(x, &self.config, &ropes, Kernels::burn(), |q| fused::causal_attention(q, k, v));
         }
         x
     }
@@ -499,7 +506,7 @@ impl<B: Backend> Block<B> {
         let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
         let x = x + self.o.forward_with(a, mm);
         let h = kn.rms(x.clone(), &self.mlp_norm, c.rms_norm_eps);
-        let m = silu(self.gate.forward_with(h.clone(), mm)) * self.up.forward_with(h, mm); // [b, l, ffn]
+        let m = fused::swiglu(self.gate.forward_with(h.clone(), mm), self.up.forward_with(h, mm)); // [b, l, ffn]
         x + self.down.forward_with(m, mm)
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod cuda;
 pub mod cuda_libs;
 pub mod flex_linear;
+pub mod fused;
 pub mod gguf;
 pub mod llama;
 pub mod load;

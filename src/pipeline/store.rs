@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// Version of stage semantics; bump when a stage's outputs would change for the same inputs.
-pub const PIPELINE_VERSION: &str = "mcts-ps/pipeline/3";
+pub const PIPELINE_VERSION: &str = "mcts-ps/pipeline/4";
 
 /// A stage's identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

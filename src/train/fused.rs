@@ -28,11 +28,31 @@ pub struct RowLoss {
     pub grad: Vec<f32>,
 }
 
-/// `log sum exp` of a row (shifted by its maximum).
+/// A row's softmax numerators `e_j = exp(z_j - max z)` (f32, written into `e`) and its
+/// `log sum exp` (f64, over the f32 numerators summed in f64).
+fn exps(z: &[f32], e: &mut [f32]) -> f64 {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    crate::model::fused::exp_shifted(z, max, e);
+    max as f64 + sum_f64(e).ln()
+}
+
+/// `log sum exp` of a row.
 fn lse(z: &[f32]) -> f64 {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let s: f64 = z.iter().map(|&x| (x as f64 - max).exp()).sum();
-    max + s.ln()
+    let mut e = vec![0f32; z.len()];
+    exps(z, &mut e)
+}
+
+/// Sum in f64 with 4 interleaved partial sums combined in a fixed order.
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0f64; 4];
+    let n4 = x.len() / 4 * 4;
+    for c in x[..n4].chunks_exact(4) {
+        for i in 0..4 {
+            acc[i] += c[i] as f64;
+        }
+    }
+    let tail: f64 = x[n4..].iter().map(|&v| v as f64).sum();
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
 }
 
 /// Mean NLL over the rows: `logits: [n * vocab]`, `targets: [n]`.
@@ -46,12 +66,15 @@ pub fn nll(logits: &[f32], vocab: usize, targets: &[u32]) -> RowLoss {
         .zip(logits.par_chunks(vocab))
         .zip(targets.par_iter())
         .map(|((g, z), &t)| {
-            let l = lse(z);
-            for (gj, &zj) in g.iter_mut().zip(z) {
-                *gj = ((zj as f64 - l).exp() * inv) as f32;
+            let l = exps(z, g);
+            // p_j = e_j / sum = e_j exp(max - l)
+            let to_p = (z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 - l).exp();
+            for gj in g.iter_mut() {
+                *gj = (*gj as f64 * to_p * inv) as f32;
             }
-            g[t as usize] = (((z[t as usize] as f64 - l).exp() - 1.0) * inv) as f32;
-            -(z[t as usize] as f64 - l)
+            let lpt = z[t as usize] as f64 - l;
+            g[t as usize] = ((lpt.exp() - 1.0) * inv) as f32;
+            -lpt
         })
         .collect();
     RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
@@ -80,17 +103,18 @@ pub fn weighted_nll_kl(
         .zip(logits.par_chunks(vocab).zip(reference.par_chunks(vocab)))
         .zip(targets.par_iter().zip(weights.par_iter()))
         .map(|((g, (z, zr)), (&t, &r))| {
-            let l = lse(z);
+            let l = exps(z, g);
+            let to_p = (z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 - l).exp();
             let lr = lse(zr);
             let mut kl = 0.0;
-            for (&zj, &zrj) in z.iter().zip(zr) {
+            for ((&ej, &zj), &zrj) in g.iter().zip(z).zip(zr) {
                 let lp = zj as f64 - l;
-                kl += lp.exp() * (lp - (zrj as f64 - lr));
+                kl += ej as f64 * to_p * (lp - (zrj as f64 - lr));
             }
             let r = r as f64;
             for ((gj, &zj), &zrj) in g.iter_mut().zip(z).zip(zr) {
                 let lp = zj as f64 - l;
-                let p = lp.exp();
+                let p = *gj as f64 * to_p;
                 *gj = (inv * (r * p + beta * p * (lp - (zrj as f64 - lr) - kl))) as f32;
             }
             let lpt = z[t as usize] as f64 - l;
@@ -139,8 +163,11 @@ pub fn dpo(
     grad.par_chunks_mut(vocab).enumerate().for_each(|(j, g)| {
         let z = &logits[j * vocab..(j + 1) * vocab];
         let c = -coef[seq[j]];
-        for (gj, &zj) in g.iter_mut().zip(z) {
-            *gj = (c * (zj as f64 - row_lse[j]).exp()) as f32;
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        crate::model::fused::exp_shifted(z, max, g);
+        let to_p = (max as f64 - row_lse[j]).exp();
+        for gj in g.iter_mut() {
+            *gj = (c * (*gj as f64 * to_p)) as f32;
         }
         let t = targets[j] as usize;
         g[t] = (g[t] as f64 - c) as f32;

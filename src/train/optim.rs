@@ -98,6 +98,11 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
             Some(s) => s,
             None => (p.zeros_like(), p.zeros_like()),
         };
+        if let Some((p, m, v)) = flex_update(o, self.lr, &p, &g, &m, &v, D >= 2) {
+            o.state.insert(key, (m, v));
+            let t = Tensor::<AB, D>::from_inner(like(p, dtype).reshape(dims)).require_grad();
+            return Param::from_mapped_value(ParamId::from(key), t, mapper);
+        }
         let m = m.mul_scalar(o.beta1) + g.clone().mul_scalar(1.0 - o.beta1);
         let v = v.mul_scalar(o.beta2) + (g.clone() * g).mul_scalar(1.0 - o.beta2);
         let t = o.step as i32;
@@ -113,6 +118,62 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB::InnerBackend> 
         let t = Tensor::<AB, D>::from_inner(like(p, dtype).reshape(dims)).require_grad();
         Param::from_mapped_value(ParamId::from(key), t, mapper)
     }
+}
+
+/// The same update as the tensor ops of `StepMapper`, in one parallel pass over host
+/// buffers when the backend is flex (f32): `(p, m, v)` after the step, or `None` elsewhere.
+#[allow(clippy::type_complexity)]
+fn flex_update<B: Backend>(
+    o: &AdamW<B>,
+    lr: f64,
+    p: &Tensor<B, 1>,
+    g: &Tensor<B, 1>,
+    m: &Tensor<B, 1>,
+    v: &Tensor<B, 1>,
+    decay: bool,
+) -> Option<(Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>)> {
+    use crate::model::fused::{as_flex, flex_of, from_flex, values};
+    use rayon::prelude::*;
+    let [p, g, m, v] = [p, g, m, v].map(|t| as_flex(t.clone()).ok());
+    let (p, g, m, v) = (p?, g?, m?, v?);
+    let (ps, gs, ms, vs) = (values(&p), values(&g), values(&m), values(&v));
+    let n = ps.len();
+    let t = o.step as i32;
+    // Scalars rounded to f32 once, as burn's scalar ops do.
+    let (b1, c1) = (o.beta1 as f32, (1.0 - o.beta1) as f32);
+    let (b2, c2) = (o.beta2 as f32, (1.0 - o.beta2) as f32);
+    let (h1, h2) = ((1.0 - o.beta1.powi(t)) as f32, (1.0 - o.beta2.powi(t)) as f32);
+    let (eps, lr32, wd) = (o.eps as f32, lr as f32, (lr * o.weight_decay) as f32);
+    let decay = decay && o.weight_decay > 0.0;
+    let mut out = vec![0f32; 3 * n];
+    let (po, rest) = out.split_at_mut(n);
+    let (mo, vo) = rest.split_at_mut(n);
+    const BLOCK: usize = 8192;
+    po.par_chunks_mut(BLOCK)
+        .zip(mo.par_chunks_mut(BLOCK))
+        .zip(vo.par_chunks_mut(BLOCK))
+        .enumerate()
+        .for_each(|(bi, ((pc, mc), vc))| {
+            let i0 = bi * BLOCK;
+            for j in 0..pc.len() {
+                let i = i0 + j;
+                let gi = gs[i];
+                let mi = ms[i] * b1 + gi * c1;
+                let vi = vs[i] * b2 + (gi * gi) * c2;
+                let update = (mi / h1) / ((vi / h2).sqrt() + eps);
+                let mut pi = ps[i] - update * lr32;
+                if decay {
+                    pi = pi - pi * wd;
+                }
+                pc[j] = pi;
+                mc[j] = mi;
+                vc[j] = vi;
+            }
+        });
+    let vv = out.split_off(2 * n);
+    let mv = out.split_off(n);
+    let t = |x: Vec<f32>| from_flex::<B, 1>(flex_of(x, &[n]));
+    Some((t(out), t(mv), t(vv)))
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps, then

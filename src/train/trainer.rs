@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -21,6 +21,7 @@ use super::loss;
 use super::optim::{grad_norm, lr_at, AdamW};
 use super::state::{self, Meta};
 use crate::error::{Error, Result};
+use crate::model::fused::{self, Host};
 use crate::model::rope::Rope;
 use crate::model::Llama;
 use crate::rng::Stream;
@@ -307,8 +308,8 @@ fn add_grads<AB: AutodiffBackend>(model: &Llama<AB>, a: &mut GradientsParams, mu
 /// reference's (eq. 2), and the part's batch.
 struct Part<AB: AutodiffBackend> {
     logits: Tensor<AB, 2>,
-    host: Vec<f32>,
-    ref_host: Option<Vec<f32>>,
+    host: Host,
+    ref_host: Option<Host>,
     b: super::data::Batch<AB>,
 }
 
@@ -352,8 +353,10 @@ fn step_grads<AB: AutodiffBackend>(
             let ex: Vec<&Example> = owned.iter().collect();
             let b = batch::<AB>(&ex, &device);
             let ref_host = match objective {
-                Objective::WeightedKl { reference, .. } => Some(host_f32(Tensor::<AB, 2>::from_inner(
-                    reference.forward_rows(b.inputs.clone().inner(), b.loss_rows.clone().inner(), &ref_rope),
+                Objective::WeightedKl { reference, .. } => Some(host_f32(reference.forward_rows(
+                    b.inputs.clone().inner(),
+                    b.loss_rows.clone().inner(),
+                    &ref_rope,
                 ))?),
                 _ => None,
             };
@@ -370,7 +373,7 @@ fn step_grads<AB: AutodiffBackend>(
         Objective::Nll(_) => super::fused::nll(&host, vocab, &targets),
         Objective::WeightedKl { beta, .. } => {
             let ref_host: Vec<f32> =
-                forwards.iter().flat_map(|p| p.ref_host.iter().flatten().copied()).collect();
+                forwards.iter().flat_map(|p| p.ref_host.iter().flat_map(|h| h.iter().copied())).collect();
             let weights: Vec<f32> = forwards.iter().flat_map(|p| p.b.loss_weights.iter().copied()).collect();
             super::fused::weighted_nll_kl(&host, &ref_host, vocab, &targets, &weights, *beta, chunk.len())
         }
@@ -398,11 +401,7 @@ fn step_grads<AB: AutodiffBackend>(
     }
     let grads: Vec<GradientsParams> = work
         .into_par_iter()
-        .map(|(logits, g, m)| {
-            let [n, v] = logits.dims();
-            let g = Tensor::<AB, 2>::from_data(TensorData::new(g, [n, v]), &device);
-            GradientsParams::from_grads((logits * g).sum().backward(), m)
-        })
+        .map(|(logits, g, m)| GradientsParams::from_grads(fused::inject_grad(logits, g).backward(), m))
         .collect();
     let mut grads = grads.into_iter();
     let mut total = grads.next().expect("at least one part");
@@ -412,9 +411,9 @@ fn step_grads<AB: AutodiffBackend>(
     Ok((total, loss.value, tokens))
 }
 
-/// A tensor's values as host f32.
-fn host_f32<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().to_vec().map_err(|e| Error::Other(format!("cannot read logits: {e:?}")))
+/// A tensor's values as host f32 (without a copy on flex).
+fn host_f32<B: burn::tensor::backend::Backend>(t: Tensor<B, 2>) -> Result<Host> {
+    fused::host(t).map_err(|e| Error::Other(format!("cannot read logits: {e}")))
 }
 
 /// `(log pi_ref(chosen), log pi_ref(rejected))` for every pair.
