@@ -41,6 +41,9 @@ pub enum Command {
     Bench(BenchCommand),
     /// Run MCTS data generation for iteration 1 of an experiment and report its statistics.
     Mcts(ExperimentArgs),
+    /// Grade answers with a task's grader (`--task math FILE.jsonl`), or re-grade a finished
+    /// evaluation (`--eval DIR`) and compare with its stored verdicts.
+    Grade(crate::cli_grade::GradeArgs),
     /// Rebuild table.md, table.csv and the plots of a results folder from its artifacts.
     Table {
         /// The results folder (`results/<experiment>`).
@@ -78,6 +81,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         (Some(Command::Bench(BenchCommand::Train(a))), _) => crate::cli_bench::bench_train(&a),
         (Some(Command::Mcts(a)), _) => crate::cli_mcts::mcts(&load(&a)?),
         (Some(Command::Table { dir }), _) => crate::pipeline::run::table(&dir),
+        (Some(Command::Grade(a)), _) => crate::cli_grade::grade(&a),
         (None, Some(file)) => run(&ExperimentArgs { file, set: cli.set }),
         (None, None) => Ok(()),
     }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cli_bench;
+pub mod cli_grade;
 pub mod cli_mcts;
 pub mod cli_model;
 pub mod config;

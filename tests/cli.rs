@@ -185,3 +185,72 @@ fn sampled_tokens_do_not_depend_on_the_cpu_instruction_set() {
     assert!(best.contains("\"completion\""), "{best}");
     assert_eq!(run(Some("avx2"), g, "24"), best);
 }
+
+#[test]
+fn grade_reads_answers_and_completions_and_names_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("answers.jsonl");
+    std::fs::write(
+        &f,
+        concat!(
+            "{\"gold\": \"(1,4.5)\", \"answer\": \"(1,\\\\frac{9}{2})\"}\n",
+            "{\"gold\": \"68\", \"answer\": \"6 \\\\text{ and } 8\"}\n",
+            "\n",
+            "{\"gold\": \"\\\\frac12\", \"completion\": \"so x = 1/2.\\n\\nThe final answer is $0.5$. I hope it is correct.\", \"id\": 7}\n",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = runner(&["grade", "--task", "math", f.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["correct"], true);
+    assert_eq!(lines[1]["correct"], false);
+    assert_eq!(lines[2]["extracted"], "0.5");
+    assert_eq!(lines[2]["correct"], true);
+    assert_eq!(lines[2]["id"], 7, "other fields are kept");
+    assert!(err.contains("2 of 3 correct"), "{err}");
+
+    std::fs::write(&f, "{\"gold\": \"1\", \"answer\": \"1\"}\n{\"answer\": \"2\"}\n").unwrap();
+    let (ok, _, err) = runner(&["grade", "--task", "gsm8k", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("answers.jsonl:2") && err.contains("\"gold\""), "{err}");
+    std::fs::write(&f, "{\"gold\": \"1\"}\n").unwrap();
+    let (ok, _, err) = runner(&["grade", "--task", "gsm8k", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("answers.jsonl:1") && err.contains("\"completion\""), "{err}");
+    let (ok, _, err) = runner(&["grade", "--task", "algebra", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("algebra"), "{err}");
+}
+
+#[test]
+fn grade_eval_regrades_stored_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two runs; three stored verdicts differ from the current grader's (an older grader merged
+    // "1 4" into 14; the last two were stored wrong on purpose).
+    let rows = [
+        (0, 0, "The final answer is 12.", "12", true),
+        (0, 1, "The final answer is 1 4.", "14", true),
+        (1, 0, "The final answer is 12 apples.", "12", false),
+        (1, 1, "The final answer is 14.", "14", false),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(run, problem, completion, gold, correct)| {
+            serde_json::json!({"run": run, "problem": problem, "completion": completion, "extracted": null, "gold": gold, "correct": correct, "tokens": 3})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("eval.jsonl"), text).unwrap();
+    let (ok, out, err) = runner(&["grade", "--task", "arith", "--eval", dir.path().to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stored_accuracy"], 50.0);
+    assert_eq!(v["regraded_accuracy"], 75.0, "{out}");
+    assert_eq!(v["changed_verdicts"], 3);
+    assert!(
+        err.contains("run 0 problem 1: true -> false") && err.contains("run 1 problem 0: false -> true"),
+        "{err}"
+    );
+    let (ok, _, err) = runner(&["grade", "--task", "arith", "--eval", "/nonexistent"]);
+    assert!(!ok && err.contains("eval.jsonl"), "{err}");
+}

@@ -13,12 +13,76 @@ pub fn final_answer_phrase(text: &str) -> Option<String> {
     let rest = &text[at + key.len()..];
     let line = rest.lines().next().unwrap_or("").trim();
     let line = line.strip_prefix(':').unwrap_or(line).trim();
-    if let Some(b) = last_boxed(line) {
+    if let Some(b) = boxed_list(line) {
         return Some(b);
     }
+    let line = first_sentence(line);
     let line = line.trim_end_matches('.').trim();
     let line = line.trim_matches('$').trim();
     (!line.is_empty()).then(|| line.to_string())
+}
+
+/// `text` up to the end of its first sentence: a full stop followed by a space or the end,
+/// outside `$..$` and braces and not inside a number (`3.5`); "The final answer is $28\\%$. I
+/// hope it is correct." gives "$28\\%$".
+pub fn first_sentence(text: &str) -> &str {
+    let b = text.as_bytes();
+    let (mut depth, mut dollars) = (0i32, 0usize);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'{' => depth += 1,
+            b'}' => depth -= 1,
+            b'$' => dollars += 1,
+            b'.' if depth == 0 && dollars % 2 == 0 => {
+                let next = b.get(i + 1);
+                if next.is_none_or(|n| n.is_ascii_whitespace()) {
+                    return &text[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The last `\\boxed{}` of `text` with the boxed answers just before it that only separators
+/// (commas, "and", "or", `$`, spaces) divide from it, joined by ", ": `\\boxed{1}, \\boxed{2}`
+/// gives "1, 2".
+pub fn boxed_list(text: &str) -> Option<String> {
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    for key in ["\\boxed", "\\fbox"] {
+        let mut from = 0;
+        while let Some(rel) = text[from..].find(key) {
+            let at = from + rel;
+            from = at + key.len();
+            let after = &text[from..];
+            let trimmed = after.trim_start();
+            if let Some(inner) = trimmed.strip_prefix('{') {
+                if let Some(content) = matched_braces(inner) {
+                    let end = from + (after.len() - trimmed.len()) + 1 + content.len() + 1;
+                    found.push((at, end, content.to_string()));
+                }
+            }
+        }
+    }
+    found.sort_by_key(|f| f.0);
+    let (mut start, _, last) = found.last()?.clone();
+    let mut items = vec![last];
+    for (at, end, content) in found.iter().rev().skip(1) {
+        if *end > start {
+            continue;
+        }
+        let gap = text[*end..start].replace("\\text{", "").replace(['}', '$', ','], " ");
+        // Separators, and labels (`$x = \\boxed{1}$ or $x = \\boxed{2}$`).
+        let label = |w: &str| w == "=" || (w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic()));
+        if !gap.split_whitespace().all(|w| matches!(w, "and" | "or") || label(w)) {
+            break;
+        }
+        items.push(content.clone());
+        start = *at;
+    }
+    items.reverse();
+    Some(items.join(", "))
 }
 
 /// The text after the last `####`, up to the end of its line.
@@ -105,10 +169,14 @@ pub fn parse_number(text: &str) -> Option<f64> {
         .replace('\u{2212}', "-")
         .replace("\\$", "")
         .replace("\\%", "")
+        .replace("\\!", "")
         .replace("{,}", "")
+        .replace(['\u{202f}', '\u{2009}', '\u{a0}', '\''], "")
         .chars()
-        .filter(|c| !matches!(c, '$' | '%' | ' '))
-        .collect();
+        .filter(|c| !matches!(c, '$' | '%'))
+        .collect::<String>()
+        .trim()
+        .to_string();
     while s.ends_with('.') {
         s.pop();
     }

@@ -85,16 +85,37 @@ pub fn extract(completion: &str) -> Option<String> {
         .or_else(|| last_number(completion))
 }
 
-/// Whether a predicted answer text equals the gold number.
+/// Whether a predicted answer text equals the gold number. The prediction must be a number
+/// (any of [`parse_number`]'s spellings, LaTeX or Unicode thousands separators), optionally
+/// with a label before it (`x = 18`) or unit words after it (`18 apples`); a string that merely
+/// contains a digit (`AZYUK2A`, `12 - 2`) is not a number.
 pub fn answers_match(predicted: &str, gold: &str) -> bool {
     let Some(g) = parse_number(gold) else {
         return false;
     };
-    if let Some(p) = parse_number(predicted) {
-        return numbers_equal(p, g);
+    number_of_answer(predicted).is_some_and(|p| numbers_equal(p, g))
+}
+
+/// The number an extracted answer states (see [`answers_match`]).
+pub fn number_of_answer(text: &str) -> Option<f64> {
+    let mut t = text.trim();
+    if let Some(inner) = t.strip_prefix("\\boxed{").and_then(|r| r.strip_suffix('}')) {
+        t = inner.trim();
     }
-    // "18 apples", "x = 18": take the last number in the predicted text.
-    last_number(predicted).and_then(|n| parse_number(&n)).is_some_and(|p| numbers_equal(p, g))
+    // `x = 18`, `total: 18`.
+    if let Some((lhs, rhs)) = t.rsplit_once('=') {
+        if lhs.trim().chars().all(|c| c.is_alphabetic() || c == ' ' || c == '_') {
+            t = rhs.trim();
+        }
+    }
+    if let Some(v) = parse_number(t) {
+        return Some(v);
+    }
+    // `18 apples`, `$18 per hour`: a number, then words only.
+    let (num, rest) = t.split_once(' ')?;
+    let words = rest.trim().trim_end_matches('.');
+    let wordy = words.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '\'');
+    (wordy && !words.is_empty()).then(|| parse_number(num)).flatten()
 }
 
 #[cfg(test)]

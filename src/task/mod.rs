@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod arith;
 pub mod gsm8k;
+pub mod latex;
 pub mod math;
 pub mod prompt;
 
@@ -29,7 +30,7 @@ pub struct Problem {
 }
 
 /// The kind of task, which fixes answer extraction and grading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// Synthetic arithmetic: integer answers stated as "The final answer is N."
