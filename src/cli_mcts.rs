@@ -26,7 +26,9 @@ pub fn mcts(loaded: &Loaded) -> Result<()> {
     let (key, s) = ours::mcts(&mut ctx, &base, &problems, 1, "iter 1")?;
     let sdir = ctx.store.dir(&key);
     let trees: Vec<RootTree> = read_jsonl(&sdir.join("trees.jsonl"))?;
-    let records: Vec<Record> = read_jsonl(&sdir.join("records.jsonl"))?;
+    // Records at this configuration's alpha (the stage is shared across alphas).
+    let records: Vec<Record> = trees.iter().flat_map(|t| crate::search::records(t, e.mcts.alpha)).collect();
+    write_jsonl(&sdir.join(format!("records.alpha-{}.jsonl", e.mcts.alpha)), &records)?;
     // TRL-style exports derived from the trees alone.
     let questions: std::collections::HashMap<u64, &str> =
         problems.iter().map(|p| (p.id, p.question.as_str())).collect();
@@ -34,7 +36,7 @@ pub fn mcts(loaded: &Loaded) -> Result<()> {
         .iter()
         .map(|r| serde_json::json!({"prompt": format!("{}\n\n{}", questions[&r.problem], r.partial), "completion": r.step, "weight": r.r}))
         .collect();
-    write_jsonl(&sdir.join("trl_weighted.jsonl"), &weighted)?;
+    write_jsonl(&sdir.join(format!("trl_weighted.alpha-{}.jsonl", e.mcts.alpha)), &weighted)?;
     let pairs: Vec<serde_json::Value> = trees
         .iter()
         .filter_map(|t| {

@@ -175,13 +175,31 @@ fn fingerprint(path: &Path) -> Result<String> {
     Ok(Key::new("source", &parts).hash)
 }
 
+/// The settings every stage's output depends on besides its inputs: `model.backend`,
+/// `model.dtype` and `model.context` (part of the base model's identity, so of every key
+/// downstream of it).
+pub fn runtime<AB: AutodiffBackend>(
+    ctx: &Ctx<AB>,
+) -> (crate::config::schema::Backend, crate::config::schema::Dtype, usize)
+where
+    AB::InnerBackend: InferBackend,
+{
+    let m = &ctx.cfg.exp.model;
+    (m.backend, m.dtype, m.context)
+}
+
 /// The base model: the pretrained tiny preset (a stage) or the user's checkpoint.
 pub fn base_model<AB: AutodiffBackend>(ctx: &mut Ctx<AB>) -> Result<ModelRef>
 where
     AB::InnerBackend: InferBackend,
 {
     match ctx.cfg.model.clone() {
-        ModelSource::Path(p) => Ok(ModelRef { id: fingerprint(&p)?, path: p }),
+        ModelSource::Path(p) => {
+            // A model is identified with how it runs: the same files in bf16, on another
+            // backend or with another context length give other outputs downstream.
+            let id = Key::new("model", &(fingerprint(&p)?, runtime(ctx))).hash;
+            Ok(ModelRef { id, path: p })
+        }
         ModelSource::Tiny => {
             let e = &ctx.cfg.exp;
             let test_ids: Vec<&str> = ctx.test_set.iter().map(|p| p.question.as_str()).collect();
@@ -192,7 +210,7 @@ where
                     &e.pretrain,
                     &e.task.arith,
                     e.seed,
-                    e.model.context,
+                    runtime(ctx),
                     Key::new("questions", &test_ids).hash,
                 ),
             );
@@ -234,6 +252,30 @@ where
     }
 }
 
+/// The key of the evaluation stage of `model`.
+pub fn eval_key<AB: AutodiffBackend>(ctx: &Ctx<AB>, model: &ModelRef) -> Key
+where
+    AB::InnerBackend: InferBackend,
+{
+    let e = &ctx.cfg.exp;
+    let settings =
+        EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
+    let questions: Vec<(&str, &str)> =
+        ctx.test_set.iter().map(|p| (p.question.as_str(), p.answer.as_str())).collect();
+    Key::new(
+        "eval",
+        &(
+            &model.id,
+            &settings,
+            e.eval.runs,
+            e.seed,
+            ctx.test_kind,
+            &e.model.template,
+            Key::new("test", &questions).hash,
+        ),
+    )
+}
+
 /// Evaluates `model` on the test set: `eval.runs` sampled runs, each problem with its own
 /// stream `(seed, "eval", [run, problem])`, so every method meets the same draws. Outcomes go
 /// to `eval.jsonl`; each finished run is kept, so an interrupted evaluation resumes.
@@ -248,20 +290,7 @@ where
     let e = &ctx.cfg.exp;
     let settings =
         EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
-    let questions: Vec<(&str, &str)> =
-        ctx.test_set.iter().map(|p| (p.question.as_str(), p.answer.as_str())).collect();
-    let key = Key::new(
-        "eval",
-        &(
-            &model.id,
-            &settings,
-            e.eval.runs,
-            e.seed,
-            ctx.test_kind,
-            &e.model.template,
-            Key::new("test", &questions).hash,
-        ),
-    );
+    let key = eval_key(ctx, model);
     let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
         let mut engine = engine(ctx, model)?;

@@ -80,8 +80,8 @@ where
 }
 
 /// Runs (or resumes) MCTS; per-problem results are written as they finish, so a killed run
-/// loses at most the problems in flight. Writes `trees.jsonl`, `records.jsonl` (at the
-/// configured alpha), `solutions.jsonl` and the summary.
+/// loses at most the problems in flight. Writes `trees.jsonl`, `solutions.jsonl` and the
+/// summary (the alpha-dependent records belong to the training stage).
 pub fn mcts<AB: AutodiffBackend>(
     ctx: &mut Ctx<AB>,
     model: &ModelRef,
@@ -124,8 +124,8 @@ where
         }
         let trees: Vec<&RootTree> = results.iter().flat_map(|r| r.trees.iter()).collect();
         write_jsonl(&dir.join("trees.jsonl"), &trees)?;
-        let recs: Vec<Record> = trees.iter().flat_map(|t| records(t, ctx.cfg.exp.mcts.alpha)).collect();
-        write_jsonl(&dir.join("records.jsonl"), &recs)?;
+        // The eq. (1) records depend on alpha, which this stage's key leaves out: each
+        // training stage writes its own (`records.jsonl` in its folder).
         let sols: Vec<serde_json::Value> = results
             .iter()
             .map(|r| serde_json::json!({"problem": r.problem, "solution": r.solution, "correct": r.solution_correct}))
