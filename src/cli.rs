@@ -106,7 +106,11 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
         let stages = crate::pipeline::run::plan(&run.config);
         println!("#   {label}: {} stages", stages.len());
         for s in stages {
-            println!("#     {:<10} {}", s.kind, s.label);
+            let items = match s.items {
+                Some((what, n)) => format!("splits into {n} items ({what})"),
+                None => "one job".to_string(),
+            };
+            println!("#     {:<10} {:<64} {items}", s.kind, s.label);
         }
     }
     println!("# results: {}", crate::pipeline::run::out_dir(&loaded.runs[0].config).display());

@@ -27,6 +27,13 @@ fn plan_prints_provenance() {
     assert!(line("alpha").contains("--set mcts.alpha"), "{out}");
     assert!(line("c_ucb").contains("built-in defaults"), "{out}");
     assert!(line("samples_per_problem").contains("baselines/rft.toml"), "{out}");
+    // Each stage says what its work splits into (what a shard takes a block of).
+    let stage = |kind: &str| {
+        out.lines().find(|l| l.starts_with(&format!("#     {kind} "))).unwrap_or_default().to_string()
+    };
+    assert!(stage("mcts").ends_with("splits into 300 items (problems)"), "{out}");
+    assert!(stage("eval").ends_with("splits into 1500 items (run x problem)"), "{out}");
+    assert!(stage("train-ours").ends_with("one job"), "{out}");
 }
 
 #[test]

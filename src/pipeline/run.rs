@@ -20,6 +20,9 @@ pub struct Planned {
     pub kind: &'static str,
     /// What it does.
     pub label: String,
+    /// The independent items the stage's work splits into (what a shard would take a block
+    /// of): `(what, how many)`; `None` for training, which is one job.
+    pub items: Option<(&'static str, usize)>,
 }
 
 /// The stages a run consists of (before looking at what is already finished). The first MCTS
@@ -27,7 +30,22 @@ pub struct Planned {
 pub fn plan(cfg: &Resolved) -> Vec<Planned> {
     let e = &cfg.exp;
     let mut out = Vec::new();
-    let mut p = |kind: &'static str, label: String| out.push(Planned { kind, label });
+    let mut p = |kind: &'static str, label: String| {
+        let items = match kind {
+            "mcts" => {
+                let n = if label.starts_with("step-DPO") {
+                    e.step_dpo.problems_per_iteration
+                } else {
+                    e.ours.problems_per_iteration
+                };
+                Some(("problems", n))
+            }
+            "rft" => Some(("problems to sample; training is one job", e.rft.problems)),
+            "eval" => Some(("run x problem", e.eval.runs * e.task.test_size)),
+            _ => None,
+        };
+        out.push(Planned { kind, label, items })
+    };
     if cfg.model == crate::config::ModelSource::Tiny {
         p(
             "pretrain",
