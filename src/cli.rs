@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// `runner`: reproduces "Enhancing Reasoning through Process Supervision with Monte Carlo Tree
 /// Search" (arXiv 2501.01478) from a TOML experiment file.
@@ -41,6 +41,24 @@ pub enum Command {
     Bench(BenchCommand),
     /// Run MCTS data generation for iteration 1 of an experiment and report its statistics.
     Mcts(ExperimentArgs),
+    /// Compute one shard of a stage of an experiment (started by the `workers` executor): the
+    /// items `j % count == index`, written into the stage folder; earlier stages must be done.
+    Shard {
+        /// The experiment TOML file.
+        file: PathBuf,
+        /// Override a setting (as for `runner run`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The stage folder name (`kind-hash`, as in results/<experiment>/cache/).
+        #[arg(long)]
+        stage: String,
+        /// This shard, 0-based.
+        #[arg(long)]
+        index: usize,
+        /// Shards in all.
+        #[arg(long)]
+        count: usize,
+    },
     /// Grade answers with a task's grader (`--task math FILE.jsonl`), or re-grade a finished
     /// evaluation (`--eval DIR`) and compare with its stored verdicts.
     Grade(crate::cli_grade::GradeArgs),
@@ -82,6 +100,21 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         (Some(Command::Mcts(a)), _) => crate::cli_mcts::mcts(&load(&a)?),
         (Some(Command::Table { dir }), _) => crate::pipeline::run::table(&dir),
         (Some(Command::Grade(a)), _) => crate::cli_grade::grade(&a),
+        (Some(Command::Shard { file, set, stage, index, count }), _) => {
+            if count == 0 || index >= count {
+                return Err(Error::Other(format!(
+                    "runner shard: --index {index} must be below --count {count}"
+                )));
+            }
+            crate::pipeline::set_shard(crate::pipeline::Shard { stage, index, count });
+            match run(&ExperimentArgs { file, set }) {
+                Err(Error::ShardDone) => Ok(()),
+                Ok(()) => Err(Error::Other(
+                    "runner shard: the stage was not found in the experiment (or is already finished)".into(),
+                )),
+                Err(e) => Err(e),
+            }
+        }
         (None, Some(file)) => run(&ExperimentArgs { file, set: cli.set }),
         (None, None) => Ok(()),
     }
@@ -118,5 +151,6 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
 }
 
 fn run(a: &ExperimentArgs) -> Result<()> {
+    crate::pipeline::set_launch(crate::pipeline::Launch { file: a.file.clone(), sets: a.set.clone() });
     crate::pipeline::run::run_experiment(&load(a)?)
 }

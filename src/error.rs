@@ -73,6 +73,11 @@ pub enum Error {
     /// Anything else, with a message that says what and where.
     #[error("{0}")]
     Other(String),
+
+    /// A `runner shard` process finished its part of a stage (not a failure: it stops the
+    /// pipeline walk there).
+    #[error("shard finished")]
+    ShardDone,
 }
 
 impl Error {

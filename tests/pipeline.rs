@@ -180,3 +180,38 @@ fn alpha_sweep_shares_the_first_mcts_trees() {
     );
     assert!(out.contains("stages computed"));
 }
+
+/// The `workers` executor splits each MCTS stage across two `runner shard` processes; the
+/// table and every merged MCTS file are the bytes of a one-process run.
+#[test]
+fn workers_executor_gives_the_bytes_of_one_process() {
+    let local = project("");
+    runner(local.path(), &["experiments/toy.toml", "--set", "baselines=[\"step_dpo\"]"]);
+    let workers = project("\n[executor]\nkind = \"workers\"\nworkers = 2\n");
+    runner(workers.path(), &["experiments/toy.toml", "--set", "baselines=[\"step_dpo\"]"]);
+    let read = |p: &Path, rel: &str| std::fs::read(p.join("results/toy").join(rel)).unwrap();
+    assert_eq!(read(local.path(), "table.csv"), read(workers.path(), "table.csv"));
+    let mcts_dirs = |p: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(p.join("results/toy/cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("mcts-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let dirs = mcts_dirs(local.path());
+    assert!(dirs.len() >= 2, "{dirs:?}");
+    assert_eq!(dirs, mcts_dirs(workers.path()), "same stage keys");
+    for d in &dirs {
+        for f in ["trees.jsonl", "solutions.jsonl"] {
+            let rel = format!("cache/{d}/{f}");
+            assert_eq!(read(local.path(), &rel), read(workers.path(), &rel), "{rel}");
+        }
+        let logs = workers.path().join("results/toy/cache").join(d);
+        assert!(
+            logs.join("shard-0.log").is_file() && logs.join("shard-1.log").is_file(),
+            "shard logs in {d}"
+        );
+    }
+}

@@ -352,6 +352,7 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.unit("eval.top_p", e.eval.top_p)?;
     c.at_least("eval.max_tokens", e.eval.max_tokens, 1)?;
     c.at_least("infer.batch_size", e.infer.batch_size, 1)?;
+    c.at_least("executor.workers", e.executor.workers, 1)?;
 
     Ok(Resolved { label: label.to_string(), model, template, train_data, test_data, exp })
 }

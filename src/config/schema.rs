@@ -49,6 +49,8 @@ pub struct Experiment {
     pub eval: Eval,
     /// `[infer]`.
     pub infer: Infer,
+    /// `[executor]`.
+    pub executor: Executor,
     /// `[sweep]`: key path -> values.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<figment::value::Value>>,
@@ -293,6 +295,27 @@ pub struct Eval {
     pub top_p: f64,
     /// New tokens per solution.
     pub max_tokens: usize,
+}
+
+/// Where shardable stages run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Everything in this process.
+    Local,
+    /// MCTS problems split across `executor.workers` `runner shard` processes on this machine
+    /// (each pinned to one GPU with `cuda`), merged in a fixed order: the same bytes as `local`.
+    Workers,
+}
+
+/// `[executor]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Executor {
+    /// `"local"` or `"workers"`.
+    pub kind: ExecutorKind,
+    /// Worker processes for `kind = "workers"`.
+    pub workers: usize,
 }
 
 /// `[infer]`.

@@ -14,6 +14,7 @@ use super::{
     continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, train_settings, write_jsonl,
     ModelSummary,
 };
+use crate::config::schema::ExecutorKind;
 use crate::error::Result;
 use crate::model::backend::InferBackend;
 use crate::pipeline::{Ctx, Key, ModelRef};
@@ -93,10 +94,27 @@ where
     AB::InnerBackend: InferBackend,
 {
     let key = mcts_key(ctx, model, problems, iteration);
+    if ctx.cfg.exp.executor.kind == ExecutorKind::Workers
+        && !ctx.store.is_done(&key)
+        && crate::pipeline::shard().is_none()
+    {
+        let dir = ctx.store.open(&key)?;
+        crate::pipeline::executor::run_workers(
+            &key,
+            &dir,
+            ctx.cfg.exp.executor.workers,
+            &format!("mcts {label}"),
+        )?;
+    }
     let summary = ctx.stage(&key, &format!("mcts {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let parts = dir.join("problems");
         std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
-        let done: HashSet<u64> = problems.iter().map(|p| p.id).filter(|id| parts.join(format!("{id}.json")).is_file()).collect();
+        let mut done: HashSet<u64> = problems.iter().map(|p| p.id).filter(|id| parts.join(format!("{id}.json")).is_file()).collect();
+        // A shard computes its own problems only (position j with j % count == index).
+        let shard = crate::pipeline::shard().cloned();
+        if let Some(sh) = &shard {
+            done.extend(problems.iter().enumerate().filter(|(j, _)| j % sh.count != sh.index).map(|(_, p)| p.id));
+        }
         let t0 = std::time::Instant::now();
         let mut eng = engine(ctx, model)?;
         let template = ctx.template.expect("set by engine()");
@@ -114,6 +132,9 @@ where
             })?;
         }
         bar.finish_and_clear();
+        if shard.is_some() {
+            return Err(crate::Error::ShardDone);
+        }
         let mut results = Vec::with_capacity(problems.len());
         for p in problems {
             let path = parts.join(format!("{}.json", p.id));

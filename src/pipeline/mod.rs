@@ -2,6 +2,7 @@
 //! progress, run log) and the order in which methods run. The stages themselves live in
 //! `method/`.
 
+pub mod executor;
 pub mod run;
 pub mod store;
 
@@ -39,6 +40,51 @@ pub struct Counts {
     pub computed: usize,
     /// Stages found finished.
     pub cached: usize,
+}
+
+/// How this process was started (`runner FILE --set ...`), for executors that start
+/// `runner shard` processes over the same experiment.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The experiment file.
+    pub file: PathBuf,
+    /// `--set` overrides, in order.
+    pub sets: Vec<String>,
+}
+
+/// This process's part of one stage (`runner shard FILE --stage KEY --index i --count n`):
+/// items `j` with `j % count == index`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shard {
+    /// The stage folder name (`kind-hash`).
+    pub stage: String,
+    /// This shard.
+    pub index: usize,
+    /// Shards in all.
+    pub count: usize,
+}
+
+static LAUNCH: std::sync::OnceLock<Launch> = std::sync::OnceLock::new();
+static SHARD: std::sync::OnceLock<Shard> = std::sync::OnceLock::new();
+
+/// Records how the process was started (once, by the CLI).
+pub fn set_launch(l: Launch) {
+    let _ = LAUNCH.set(l);
+}
+
+/// How the process was started, if by an experiment command.
+pub fn launch() -> Option<&'static Launch> {
+    LAUNCH.get()
+}
+
+/// Makes this process a shard (once, by `runner shard`).
+pub fn set_shard(s: Shard) {
+    let _ = SHARD.set(s);
+}
+
+/// This process's shard, if it is one.
+pub fn shard() -> Option<&'static Shard> {
+    SHARD.get()
 }
 
 /// Everything the stages of one run share.
@@ -171,6 +217,15 @@ where
         if self.store.is_done(key) {
             self.counts.cached += 1;
             return self.store.summary(key);
+        }
+        if let Some(sh) = shard() {
+            if sh.stage != key.name() {
+                return Err(Error::Other(format!(
+                    "runner shard --stage {}: the stage before it, {} ({label}), is not finished; shards run once their inputs are",
+                    sh.stage,
+                    key.name()
+                )));
+            }
         }
         let dir = self.store.open(key)?;
         self.note(&format!("{label}: computing ({})", key.name()));
