@@ -32,7 +32,7 @@ fn plan_prints_provenance() {
         out.lines().find(|l| l.starts_with(&format!("#     {kind} "))).unwrap_or_default().to_string()
     };
     assert!(stage("mcts").ends_with("splits into 300 items (problems)"), "{out}");
-    assert!(stage("eval").ends_with("splits into 1500 items (run x problem)"), "{out}");
+    assert!(stage("eval").ends_with("splits into 5 items (runs)"), "{out}");
     assert!(stage("train-ours").ends_with("one job"), "{out}");
 }
 

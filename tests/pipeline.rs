@@ -181,8 +181,9 @@ fn alpha_sweep_shares_the_first_mcts_trees() {
     assert!(out.contains("stages computed"));
 }
 
-/// The `workers` executor splits each MCTS stage across two `runner shard` processes; the
-/// table and every merged MCTS file are the bytes of a one-process run.
+/// The `workers` executor splits each MCTS stage (by problem) and each evaluation (by run)
+/// across two `runner shard` processes; the table and every merged file are the bytes of a
+/// one-process run.
 #[test]
 fn workers_executor_gives_the_bytes_of_one_process() {
     let local = project("");
@@ -191,18 +192,28 @@ fn workers_executor_gives_the_bytes_of_one_process() {
     runner(workers.path(), &["experiments/toy.toml", "--set", "baselines=[\"step_dpo\"]"]);
     let read = |p: &Path, rel: &str| std::fs::read(p.join("results/toy").join(rel)).unwrap();
     assert_eq!(read(local.path(), "table.csv"), read(workers.path(), "table.csv"));
-    let mcts_dirs = |p: &Path| -> Vec<String> {
+    let stage_dirs = |p: &Path, kind: &str| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(p.join("results/toy/cache"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with("mcts-"))
+            .filter(|n| n.starts_with(&format!("{kind}-")))
             .collect();
         v.sort();
         v
     };
-    let dirs = mcts_dirs(local.path());
+    let evals = stage_dirs(local.path(), "eval");
+    assert!(evals.len() >= 3, "{evals:?}");
+    assert_eq!(evals, stage_dirs(workers.path(), "eval"), "same eval keys");
+    for d in &evals {
+        for f in ["eval.jsonl", "run-0.jsonl", "run-1.jsonl"] {
+            let rel = format!("cache/{d}/{f}");
+            assert_eq!(read(local.path(), &rel), read(workers.path(), &rel), "{rel}");
+        }
+        assert!(workers.path().join("results/toy/cache").join(d).join("shard-1.log").is_file(), "{d}");
+    }
+    let dirs = stage_dirs(local.path(), "mcts");
     assert!(dirs.len() >= 2, "{dirs:?}");
-    assert_eq!(dirs, mcts_dirs(workers.path()), "same stage keys");
+    assert_eq!(dirs, stage_dirs(workers.path(), "mcts"), "same stage keys");
     for d in &dirs {
         for f in ["trees.jsonl", "solutions.jsonl"] {
             let rel = format!("cache/{d}/{f}");

@@ -303,8 +303,9 @@ pub struct Eval {
 pub enum ExecutorKind {
     /// Everything in this process.
     Local,
-    /// MCTS problems split across `executor.workers` `runner shard` processes on this machine
-    /// (each pinned to one GPU with `cuda`), merged in a fixed order: the same bytes as `local`.
+    /// MCTS problems and evaluation runs split across `executor.workers` `runner shard`
+    /// processes on this machine (each pinned to one GPU with `cuda`), merged in a fixed
+    /// order: the same bytes as `local`.
     Workers,
 }
 

@@ -41,7 +41,7 @@ pub fn plan(cfg: &Resolved) -> Vec<Planned> {
                 Some(("problems", n))
             }
             "rft" => Some(("problems to sample; training is one job", e.rft.problems)),
-            "eval" => Some(("run x problem", e.eval.runs * e.task.test_size)),
+            "eval" => Some(("runs", e.eval.runs)),
             _ => None,
         };
         out.push(Planned { kind, label, items })
