@@ -1,18 +1,20 @@
 //! Fused CPU kernels for whole-sequence passes (training, scoring): causal grouped-query
-//! attention and the SwiGLU product, each one autodiff node with a hand-written backward
-//! pass on the flex backend.
+//! attention, SwiGLU, RMSNorm and RoPE, each one autodiff node with a hand-written backward
+//! pass on the flex backend, plus the trainer's host access to logits and its gradient
+//! injection.
 //!
 //! burn's decomposed ops build attention from a dozen tensors per layer (scores, mask, softmax
 //! pieces, their gradients) and SiLU from four; at training shapes those element-wise passes,
 //! copies and `expf` calls cost more than the matrix products (measured with `runner bench
-//! train`). Here attention is computed per `(sequence, kv head)` in cache-sized pieces with
-//! the log-sum-exp of each row kept for the backward pass (the flash-attention recurrence of
-//! Dao et al. 2022, written for CPU), and SwiGLU in one pass.
+//! train`). Here attention is computed per `(sequence, kv head)` with its products in the GEMM
+//! crate and the log-sum-exp of each row kept for the backward pass (the flash-attention
+//! recurrence of Dao et al. 2022, written for CPU), and the element-wise kernels in one pass.
 //!
-//! Every sum runs in a fixed order with plain multiplies and adds (no fused multiply-add), and
-//! `exp` is this module's own polynomial, so the bits are the same on every x86-64 CPU and
-//! instruction set (the AVX2 and AVX-512 builds of the same loops only change the vector
-//! width), and a sequence's numbers do not depend on the others in its batch.
+//! The element-wise kernels use plain multiplies and adds and this module's own polynomial
+//! `exp`, so their bits are the same on every x86-64 CPU and instruction set (the AVX2 and
+//! AVX-512 builds of the same loops only change the vector width); the attention products
+//! follow the GEMM crate's kernels, which differ between instruction sets. A sequence's
+//! numbers never depend on the others in its batch.
 //!
 //! Other backends (CUDA) and dtypes other than f32 take burn's ops; the choice is made by
 //! type at run time ([`is`]), so the generic model code needs no extra trait bounds.
@@ -28,12 +30,12 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
+use rayon::prelude::*;
+
+use super::backend::{grouped_causal_mask, masked_grouped_attention, sum8, sum8_by, sum8_of};
 
 /// The autodiff backend's float tensor over flex (its type is not exported by name).
 type AutodiffTensor<B> = burn::tensor::ops::FloatTensor<Autodiff<B>>;
-use rayon::prelude::*;
-
-use super::backend::{grouped_causal_mask, masked_grouped_attention, sum8};
 
 /// Causal grouped-query attention over whole sequences starting at position 0:
 /// `q: [b, l, heads, d]`, `k, v: [b, l, kv_heads, d]` (keys rotated) -> `[b, l, heads, d]`.
@@ -63,11 +65,7 @@ pub fn swiglu<B: Backend, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) 
     }
     if f32s && is::<B, Flex>() {
         let [g, u] = [gate, up].map(prim::<B, FlexTensor, D>);
-        let shape = g.layout().shape().clone();
-        let (g, u) = (contiguous(&g), contiguous(&u));
-        let mut out = vec![0f32; g.len()];
-        for_chunks(&mut out, |i0, o| swiglu_fwd(&g[i0..i0 + o.len()], &u[i0..i0 + o.len()], o));
-        return tensor::<B, _, D>(flex(out, shape));
+        return tensor::<B, _, D>(swiglu_forward(&g, &u));
     }
     silu(gate) * up
 }
@@ -94,8 +92,8 @@ fn prim<B: Backend, U: 'static, const D: usize>(t: Tensor<B, D>) -> U {
     downcast::<B::FloatTensorPrimitive, U>(t.into_primitive().tensor())
 }
 
-/// The f32 values of `t` in row-major order.
-fn contiguous(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+/// The f32 values of `t` in row-major order (borrowed when already contiguous).
+pub(crate) fn contiguous(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
@@ -134,11 +132,12 @@ pub(crate) fn exp(x: f32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // SwiGLU
 
-/// Splits `out` into blocks processed in parallel; `f(first_index, block)`.
 /// Below this many values an element-wise pass runs on the calling thread: decode steps are
 /// already split into lanes on their own cores, and a fork-join per op costs more than the op.
 const PARALLEL_FROM: usize = 1 << 18;
 
+/// Splits `out` into blocks, processed in parallel from [`PARALLEL_FROM`] values;
+/// `f(first_index, block)`.
 fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     const BLOCK: usize = 16 * 1024;
     if out.len() < PARALLEL_FROM {
@@ -232,24 +231,23 @@ impl Backward<Flex, 2> for SwigluBackward {
     }
 }
 
+/// `silu(g) * u` of two flex tensors of the same shape.
+fn swiglu_forward(g: &FlexTensor, u: &FlexTensor) -> FlexTensor {
+    let (gs, us) = (contiguous(g), contiguous(u));
+    let mut out = vec![0f32; gs.len()];
+    for_chunks(&mut out, |i0, o| swiglu_fwd(&gs[i0..i0 + o.len()], &us[i0..i0 + o.len()], o));
+    flex(out, g.layout().shape().clone())
+}
+
 fn swiglu_autodiff(g: AutodiffTensor<Flex>, u: AutodiffTensor<Flex>) -> AutodiffTensor<Flex> {
-    let shape = g.primitive.layout().shape().clone();
-    let forward = |g: &FlexTensor, u: &FlexTensor| {
-        let (gs, us) = (contiguous(g), contiguous(u));
-        let mut out = vec![0f32; gs.len()];
-        for_chunks(&mut out, |i0, o| swiglu_fwd(&gs[i0..i0 + o.len()], &us[i0..i0 + o.len()], o));
-        flex(out, shape.clone())
-    };
+    let out = swiglu_forward(&g.primitive, &u.primitive);
     match SwigluBackward
         .prepare::<NoCheckpointing>([g.node.clone(), u.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => {
-            let out = forward(&g.primitive, &u.primitive);
-            prep.finish((g.primitive, u.primitive), out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(&g.primitive, &u.primitive)),
+        OpsKind::Tracked(prep) => prep.finish((g.primitive, u.primitive), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
 
@@ -337,24 +335,27 @@ unsafe fn mm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: View, rhs: View
 }
 
 /// Scores `S = scale Q K^T` of one query head (`[l, l]`) turned into causal probabilities in
-/// place, `p_tj = exp(s_tj - lse_t)` for `j <= t` and 0 above the diagonal; `lse` is computed
-/// (forward) or given (backward).
-fn probabilities(sc: &mut [f32], l: usize, lse: &mut [f32], given: bool) {
-    for t in 0..l {
-        let row = &mut sc[t * l..(t + 1) * l];
+/// place, `p_tj = exp(s_tj - lse_t)` for `j <= t` and 0 above the diagonal, writing each row's
+/// log-sum-exp into `lse` (forward pass).
+fn probabilities(sc: &mut [f32], l: usize, lse: &mut [f32]) {
+    for (t, row) in sc.chunks_exact_mut(l).enumerate() {
         let vis = &mut row[..=t];
-        if !given {
-            let max = vis.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-            exp_shifted_in_place(vis, max);
-            let z = sum8(vis);
-            let inv = 1.0 / z;
-            for x in vis.iter_mut() {
-                *x *= inv;
-            }
-            lse[t] = max + z.ln();
-        } else {
-            exp_shifted_in_place(vis, lse[t]);
+        let max = vis.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        exp_shifted_in_place(vis, max);
+        let z = sum8(vis);
+        let inv = 1.0 / z;
+        for x in vis.iter_mut() {
+            *x *= inv;
         }
+        lse[t] = max + z.ln();
+        row[t + 1..].fill(0.0);
+    }
+}
+
+/// [`probabilities`] from the log-sum-exps the forward pass kept (backward pass).
+fn probabilities_from(sc: &mut [f32], l: usize, lse: &[f32]) {
+    for (t, row) in sc.chunks_exact_mut(l).enumerate() {
+        exp_shifted_in_place(&mut row[..=t], lse[t]);
         row[t + 1..].fill(0.0);
     }
 }
@@ -389,7 +390,7 @@ fn attn_fwd_task(
         let qv = View::rows(q, n.qi(s, 0, h * g + gi), n.heads * d);
         // SAFETY: the views cover l rows of d values of the sequence's q, k, v.
         unsafe { mm(&mut sc, l, l, d, qv, kv.t(), scale, false) };
-        probabilities(&mut sc, l, &mut lse[gi * l..(gi + 1) * l], false);
+        probabilities(&mut sc, l, &mut lse[gi * l..(gi + 1) * l]);
         // SAFETY: as above; `sc` is l x l.
         unsafe { mm(&mut out[gi * l * d..(gi + 1) * l * d], l, d, l, View::rows(&sc, 0, l), vv, 1.0, false) };
     }
@@ -438,7 +439,7 @@ fn attn_bwd_task(
     let vv = View::rows(x.v, n.ki(s, 0, h), n.kvh * d);
     let mut p = vec![0f32; l * l];
     let mut ds = vec![0f32; l * l];
-    let mut lse = x.lse[(s * n.kvh + h) * g * l..][..g * l].to_vec();
+    let lse = &x.lse[(s * n.kvh + h) * g * l..][..g * l];
     for gi in 0..g {
         let hq = h * g + gi;
         let qv = View::rows(x.q, n.qi(s, 0, hq), n.heads * d);
@@ -446,12 +447,13 @@ fn attn_bwd_task(
         // SAFETY (all products): the views cover l rows of d values of this sequence's
         // tensors; `p` and `ds` are l x l.
         unsafe { mm(&mut p, l, l, d, qv, kv.t(), scale, false) };
-        probabilities(&mut p, l, &mut lse[gi * l..(gi + 1) * l], true);
+        probabilities_from(&mut p, l, &lse[gi * l..(gi + 1) * l]);
         // dP = dO V^T
         unsafe { mm(&mut ds, l, l, d, gv, vv.t(), 1.0, false) };
         for t in 0..l {
             let qo = n.qi(s, t, hq);
-            let delta = sum8_of_pairs(&x.dout[qo..][..d], &x.o[qo..][..d]);
+            let (go, oo) = (&x.dout[qo..][..d], &x.o[qo..][..d]);
+            let delta = sum8_by(d, |c| go[c] * oo[c]);
             let (pr, dr) = (&p[t * l..(t + 1) * l], &mut ds[t * l..(t + 1) * l]);
             for j in 0..=t {
                 dr[j] = pr[j] * (dr[j] - delta) * scale;
@@ -466,20 +468,6 @@ fn attn_bwd_task(
             mm(dv, l, d, l, pv.t(), gv, 1.0, gi > 0);
         }
     }
-}
-
-/// `sum_c a[c] * b[c]` with 8 interleaved partial sums in a fixed tree.
-#[inline(always)]
-fn sum8_of_pairs(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let n8 = a.len() / 8 * 8;
-    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = a[n8..].iter().zip(&b[n8..]).map(|(x, y)| x * y).sum();
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 struct AttnSaved<'a> {
@@ -644,21 +632,10 @@ impl Backward<Flex, 2> for RmsBackward {
 wide! {
     /// One row of RMSNorm's backward pass: with `r = 1 / sqrt(mean(x^2) + eps)`,
     /// `xn = x r` and `g = dy w`, `dx = r (g - xn mean(g xn))`; adds `dy xn` to `dw`.
-    #[allow(clippy::needless_range_loop)]
     fn rms_row_bwd(x: &[f32], dy: &[f32], w: &[f32], eps: f32, dx: &mut [f32], dw: &mut [f32]) {
         let d = x.len();
-        let r = (super::backend::sum8_of(x, |v| v * v) / d as f32 + eps).sqrt().recip();
-        let mut acc = [0f32; 8];
-        let n8 = d / 8 * 8;
-        for c0 in (0..n8).step_by(8) {
-            for i in 0..8 {
-                let c = c0 + i;
-                acc[i] += dy[c] * w[c] * (x[c] * r);
-            }
-        }
-        let tail: f32 = (n8..d).map(|c| dy[c] * w[c] * (x[c] * r)).sum();
-        let dot = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-        let mean = dot / d as f32;
+        let r = (sum8_of(x, |v| v * v) / d as f32 + eps).sqrt().recip();
+        let mean = sum8_by(d, |c| dy[c] * w[c] * (x[c] * r)) / d as f32;
         for c in 0..d {
             let xn = x[c] * r;
             dx[c] = r * (dy[c] * w[c] - xn * mean);
@@ -680,8 +657,8 @@ fn rms_autodiff(x: AutodiffTensor<Flex>, w: AutodiffTensor<Flex>, eps: f64) -> A
 // RoPE
 
 /// Rotary embedding of rows `x: [n, d]` with per-row tables `cos, sin: [n, d]` (the halves
-/// convention: `rot(x) = (-x[d/2..], x[..d/2])`): `x cos + rot(x) sin`, or `None` when the
-/// backend or dtype has no fused kernel (the caller then uses burn's ops). The same products
+/// convention: `rot(x) = (-x[d/2..], x[..d/2])`): `x cos + rot(x) sin`, or `Err(x)` back when
+/// the backend or dtype has no fused kernel (the caller then uses burn's ops). The same products
 /// and sums as the matrix form `x R`, so the same bits.
 pub fn rope<B: Backend>(
     x: Tensor<B, 2>,
@@ -792,15 +769,15 @@ impl std::ops::Deref for Host {
 /// `t`'s values on the host (see [`Host`]).
 pub fn host<B: Backend>(t: Tensor<B, 2>) -> Result<Host, String> {
     if t.dtype() == DType::F32 {
-        let flex_of = |f: FlexTensor| {
+        let in_place = |f: FlexTensor| {
             let f = if f.as_slice::<f32>().is_some() { f } else { f.to_contiguous() };
             Host::Flex(f)
         };
         if is::<B, Autodiff<Flex>>() {
-            return Ok(flex_of(prim::<B, AutodiffTensor<Flex>, 2>(t).primitive));
+            return Ok(in_place(prim::<B, AutodiffTensor<Flex>, 2>(t).primitive));
         }
         if is::<B, Flex>() {
-            return Ok(flex_of(prim::<B, FlexTensor, 2>(t)));
+            return Ok(in_place(prim::<B, FlexTensor, 2>(t)));
         }
     }
     t.into_data().convert::<f32>().to_vec().map(Host::Owned).map_err(|e| format!("{e:?}"))
@@ -862,11 +839,6 @@ pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, 
 /// `values` as a flex tensor of `shape`.
 pub(crate) fn flex_of(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     flex(values, burn::tensor::Shape::from(shape.to_vec()))
-}
-
-/// The contiguous f32 values of a flex tensor (borrowed when already contiguous).
-pub(crate) fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    contiguous(t)
 }
 
 #[cfg(test)]

@@ -28,18 +28,17 @@ pub struct RowLoss {
     pub grad: Vec<f32>,
 }
 
-/// A row's softmax numerators `e_j = exp(z_j - max z)` (f32, written into `e`) and its
-/// `log sum exp` (f64, over the f32 numerators summed in f64).
-fn exps(z: &[f32], e: &mut [f32]) -> f64 {
+/// A row's softmax numerators `e_j = exp(z_j - max z)` (f32, written into `e`), the row's
+/// maximum, and its `log sum exp` (f64, over the f32 numerators summed in f64).
+fn exps(z: &[f32], e: &mut [f32]) -> (f32, f64) {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     crate::model::fused::exp_shifted(z, max, e);
-    max as f64 + sum_f64(e).ln()
+    (max, max as f64 + sum_f64(e).ln())
 }
 
-/// `log sum exp` of a row.
-fn lse(z: &[f32]) -> f64 {
-    let mut e = vec![0f32; z.len()];
-    exps(z, &mut e)
+/// `log sum exp` of a row, with `scratch` (at least the row's length) for the numerators.
+fn lse(z: &[f32], scratch: &mut [f32]) -> f64 {
+    exps(z, &mut scratch[..z.len()]).1
 }
 
 /// Sum in f64 with 4 interleaved partial sums combined in a fixed order.
@@ -66,9 +65,9 @@ pub fn nll(logits: &[f32], vocab: usize, targets: &[u32]) -> RowLoss {
         .zip(logits.par_chunks(vocab))
         .zip(targets.par_iter())
         .map(|((g, z), &t)| {
-            let l = exps(z, g);
+            let (max, l) = exps(z, g);
             // p_j = e_j / sum = e_j exp(max - l)
-            let to_p = (z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 - l).exp();
+            let to_p = (max as f64 - l).exp();
             for gj in g.iter_mut() {
                 *gj = (*gj as f64 * to_p * inv) as f32;
             }
@@ -102,25 +101,28 @@ pub fn weighted_nll_kl(
         .par_chunks_mut(vocab)
         .zip(logits.par_chunks(vocab).zip(reference.par_chunks(vocab)))
         .zip(targets.par_iter().zip(weights.par_iter()))
-        .map(|((g, (z, zr)), (&t, &r))| {
-            let l = exps(z, g);
-            let to_p = (z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64 - l).exp();
-            let lr = lse(zr);
-            let mut kl = 0.0;
-            for ((&ej, &zj), &zrj) in g.iter().zip(z).zip(zr) {
-                let lp = zj as f64 - l;
-                kl += ej as f64 * to_p * (lp - (zrj as f64 - lr));
-            }
-            let r = r as f64;
-            for ((gj, &zj), &zrj) in g.iter_mut().zip(z).zip(zr) {
-                let lp = zj as f64 - l;
-                let p = *gj as f64 * to_p;
-                *gj = (inv * (r * p + beta * p * (lp - (zrj as f64 - lr) - kl))) as f32;
-            }
-            let lpt = z[t as usize] as f64 - l;
-            g[t as usize] = (g[t as usize] as f64 - inv * r) as f32;
-            -r * lpt + beta * kl
-        })
+        .map_init(
+            || vec![0f32; vocab],
+            |scratch, ((g, (z, zr)), (&t, &r))| {
+                let (max, l) = exps(z, g);
+                let to_p = (max as f64 - l).exp();
+                let lr = lse(zr, scratch);
+                let mut kl = 0.0;
+                for ((&ej, &zj), &zrj) in g.iter().zip(z).zip(zr) {
+                    let lp = zj as f64 - l;
+                    kl += ej as f64 * to_p * (lp - (zrj as f64 - lr));
+                }
+                let r = r as f64;
+                for ((gj, &zj), &zrj) in g.iter_mut().zip(z).zip(zr) {
+                    let lp = zj as f64 - l;
+                    let p = *gj as f64 * to_p;
+                    *gj = (inv * (r * p + beta * p * (lp - (zrj as f64 - lr) - kl))) as f32;
+                }
+                let lpt = z[t as usize] as f64 - l;
+                g[t as usize] = (g[t as usize] as f64 - inv * r) as f32;
+                -r * lpt + beta * kl
+            },
+        )
         .collect();
     RowLoss { value: terms.iter().sum::<f64>() * inv, grad }
 }
@@ -143,10 +145,14 @@ pub fn dpo(
     let n = refs.len();
     assert!(logits.len() == rows * vocab && seq.len() == rows, "fused dpo: shapes");
     assert!(seq.iter().all(|&s| s < 2 * n), "fused dpo: a row's sequence is outside the pairs");
-    let row_lse: Vec<f64> = logits.par_chunks(vocab).map(lse).collect();
+    // Each row's softmax numerators go into its gradient row now and are scaled below, once
+    // the pairs' coefficients are known.
+    let mut grad = vec![0f32; rows * vocab];
+    let rows_max_lse: Vec<(f32, f64)> =
+        grad.par_chunks_mut(vocab).zip(logits.par_chunks(vocab)).map(|(g, z)| exps(z, g)).collect();
     let mut lp = vec![0f64; 2 * n];
     for (j, (&s, &t)) in seq.iter().zip(targets).enumerate() {
-        lp[s] += logits[j * vocab + t as usize] as f64 - row_lse[j];
+        lp[s] += logits[j * vocab + t as usize] as f64 - rows_max_lse[j].1;
     }
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
     let mut value = 0.0;
@@ -159,13 +165,10 @@ pub fn dpo(
         coef[2 * i] = -d;
         coef[2 * i + 1] = d;
     }
-    let mut grad = vec![0f32; rows * vocab];
     grad.par_chunks_mut(vocab).enumerate().for_each(|(j, g)| {
-        let z = &logits[j * vocab..(j + 1) * vocab];
         let c = -coef[seq[j]];
-        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        crate::model::fused::exp_shifted(z, max, g);
-        let to_p = (max as f64 - row_lse[j]).exp();
+        let (max, l) = rows_max_lse[j];
+        let to_p = (max as f64 - l).exp();
         for gj in g.iter_mut() {
             *gj = (c * (*gj as f64 * to_p)) as f32;
         }
@@ -200,7 +203,7 @@ mod tests {
         // KL(p || p) = 0 and its gradient vanishes: eq. (2) reduces to -r log p / B.
         let z = [0.5f32, -1.0, 2.0, 0.0, 0.3, 0.1];
         let e = weighted_nll_kl(&z, &z, 3, &[0, 2], &[2.0, -1.0], 0.7, 4);
-        let (l0, l1) = (lse(&z[..3]), lse(&z[3..]));
+        let (l0, l1) = (lse(&z[..3], &mut [0.0; 3]), lse(&z[3..], &mut [0.0; 3]));
         let want = (-2.0 * (0.5 - l0) + (0.1 - l1)) / 4.0;
         assert!((e.value - want).abs() < 1e-6);
         let n = nll(&z[..3], 3, &[0]);

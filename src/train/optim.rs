@@ -132,11 +132,11 @@ fn flex_update<B: Backend>(
     v: &Tensor<B, 1>,
     decay: bool,
 ) -> Option<(Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>)> {
-    use crate::model::fused::{as_flex, flex_of, from_flex, values};
+    use crate::model::fused::{as_flex, contiguous, flex_of, from_flex};
     use rayon::prelude::*;
     let [p, g, m, v] = [p, g, m, v].map(|t| as_flex(t.clone()).ok());
     let (p, g, m, v) = (p?, g?, m?, v?);
-    let (ps, gs, ms, vs) = (values(&p), values(&g), values(&m), values(&v));
+    let (ps, gs, ms, vs) = (contiguous(&p), contiguous(&g), contiguous(&m), contiguous(&v));
     let n = ps.len();
     let t = o.step as i32;
     // Scalars rounded to f32 once, as burn's scalar ops do.
@@ -145,9 +145,7 @@ fn flex_update<B: Backend>(
     let (h1, h2) = ((1.0 - o.beta1.powi(t)) as f32, (1.0 - o.beta2.powi(t)) as f32);
     let (eps, lr32, wd) = (o.eps as f32, lr as f32, (lr * o.weight_decay) as f32);
     let decay = decay && o.weight_decay > 0.0;
-    let mut out = vec![0f32; 3 * n];
-    let (po, rest) = out.split_at_mut(n);
-    let (mo, vo) = rest.split_at_mut(n);
+    let (mut po, mut mo, mut vo) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     const BLOCK: usize = 8192;
     po.par_chunks_mut(BLOCK)
         .zip(mo.par_chunks_mut(BLOCK))
@@ -170,10 +168,8 @@ fn flex_update<B: Backend>(
                 vc[j] = vi;
             }
         });
-    let vv = out.split_off(2 * n);
-    let mv = out.split_off(n);
     let t = |x: Vec<f32>| from_flex::<B, 1>(flex_of(x, &[n]));
-    Some((t(out), t(mv), t(vv)))
+    Some((t(po), t(mo), t(vo)))
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up over `warmup` steps, then
