@@ -14,6 +14,7 @@ const MATH_NUMBERS: &[Case] = &[
     ("\\dfrac{3}{4}", "0.75", true),
     ("\\tfrac{3}{4}", "\\frac34", true),
     ("\\cfrac{1}{2}", "0.5", true),
+    ("5\\frac32", "7.5", true),
     ("0.333", "\\frac{1}{3}", false),
     ("1\\frac12", "1.5", true),
     ("1 1/2", "\\frac{3}{2}", true),
@@ -320,6 +321,7 @@ fn extraction_stops_at_the_sentence_and_keeps_every_box() {
     assert_eq!(gsm.extract_answer("The final answer is 3.5. Done").as_deref(), Some("3.5"));
     assert_eq!(math::extract("so \\boxed{1}, \\boxed{2}").as_deref(), Some("1, 2"));
     assert_eq!(math::extract("\\boxed{1} and \\boxed{2}").as_deref(), Some("1, 2"));
+    assert_eq!(math::extract("so it is \\boxed 5$.").as_deref(), Some("5"));
     assert_eq!(math::extract("first \\boxed{1}. Then more work gives \\boxed{2}").as_deref(), Some("2"));
     assert!(TaskKind::Math.is_correct("so $x = \\boxed{1}$ or $x = \\boxed{2}$", "1, 2"));
     assert_eq!(

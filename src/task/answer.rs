@@ -46,10 +46,43 @@ pub fn first_sentence(text: &str) -> &str {
 }
 
 /// The last `\\boxed{}` of `text` with the boxed answers just before it that only separators
-/// (commas, "and", "or", `$`, spaces) divide from it, joined by ", ": `\\boxed{1}, \\boxed{2}`
-/// gives "1, 2".
+/// (commas, "and", "or", `$`, spaces) or labels divide from it, joined by ", ":
+/// `\\boxed{1}, \\boxed{2}` gives "1, 2".
 pub fn boxed_list(text: &str) -> Option<String> {
-    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    let found = boxes(text);
+    let last = found.last()?;
+    let mut start = last.at;
+    let mut items = vec![last.content.clone()];
+    for b in found.iter().rev().skip(1) {
+        if b.end > start {
+            continue;
+        }
+        let gap = text[b.end..start].replace("\\text{", "").replace(['}', '$', ','], " ");
+        // Separators, and labels (`$x = \\boxed{1}$ or $x = \\boxed{2}$`).
+        let label = |w: &str| w == "=" || (w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic()));
+        if !gap.split_whitespace().all(|w| matches!(w, "and" | "or") || label(w)) {
+            break;
+        }
+        items.push(b.content.clone());
+        start = b.at;
+    }
+    items.reverse();
+    Some(items.join(", "))
+}
+
+/// One `\boxed{..}` (or `\fbox{..}`, or the `\boxed 5` form) in a text.
+struct Boxed {
+    /// Byte offset of the command.
+    at: usize,
+    /// Byte offset just after it.
+    end: usize,
+    /// What it holds (braces matched, nested braces kept).
+    content: String,
+}
+
+/// Every boxed answer of `text`, in order of position.
+fn boxes(text: &str) -> Vec<Boxed> {
+    let mut found = Vec::new();
     for key in ["\\boxed", "\\fbox"] {
         let mut from = 0;
         while let Some(rel) = text[from..].find(key) {
@@ -57,32 +90,26 @@ pub fn boxed_list(text: &str) -> Option<String> {
             from = at + key.len();
             let after = &text[from..];
             let trimmed = after.trim_start();
+            let skipped = from + (after.len() - trimmed.len());
             if let Some(inner) = trimmed.strip_prefix('{') {
                 if let Some(content) = matched_braces(inner) {
-                    let end = from + (after.len() - trimmed.len()) + 1 + content.len() + 1;
-                    found.push((at, end, content.to_string()));
+                    found.push(Boxed {
+                        at,
+                        end: skipped + 1 + content.len() + 1,
+                        content: content.to_string(),
+                    });
+                }
+            } else {
+                // `\boxed 5` form: the next token.
+                let tok: String = trimmed.chars().take_while(|c| !c.is_whitespace() && *c != '$').collect();
+                if !tok.is_empty() {
+                    found.push(Boxed { at, end: skipped + tok.len(), content: tok });
                 }
             }
         }
     }
-    found.sort_by_key(|f| f.0);
-    let (mut start, _, last) = found.last()?.clone();
-    let mut items = vec![last];
-    for (at, end, content) in found.iter().rev().skip(1) {
-        if *end > start {
-            continue;
-        }
-        let gap = text[*end..start].replace("\\text{", "").replace(['}', '$', ','], " ");
-        // Separators, and labels (`$x = \\boxed{1}$ or $x = \\boxed{2}$`).
-        let label = |w: &str| w == "=" || (w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic()));
-        if !gap.split_whitespace().all(|w| matches!(w, "and" | "or") || label(w)) {
-            break;
-        }
-        items.push(content.clone());
-        start = *at;
-    }
-    items.reverse();
-    Some(items.join(", "))
+    found.sort_by_key(|b| b.at);
+    found
 }
 
 /// The text after the last `####`, up to the end of its line.
@@ -92,31 +119,10 @@ pub fn hash_answer(text: &str) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
-/// Content of the last `\boxed{...}` (or `\fbox{...}`), braces matched, nested braces kept.
+/// Content of the last `\boxed{...}` (or `\fbox{...}`, or the `\boxed 5` form), braces
+/// matched, nested braces kept.
 pub fn last_boxed(text: &str) -> Option<String> {
-    let mut best: Option<(usize, String)> = None;
-    for key in ["\\boxed", "\\fbox"] {
-        let mut from = 0;
-        while let Some(rel) = text[from..].find(key) {
-            let at = from + rel;
-            from = at + key.len();
-            let after = text[from..].trim_start();
-            let Some(inner) = after.strip_prefix('{') else {
-                // `\boxed 5` form: the next token.
-                let tok: String = after.chars().take_while(|c| !c.is_whitespace() && *c != '$').collect();
-                if !tok.is_empty() && best.as_ref().is_none_or(|(p, _)| at > *p) {
-                    best = Some((at, tok));
-                }
-                continue;
-            };
-            if let Some(content) = matched_braces(inner) {
-                if best.as_ref().is_none_or(|(p, _)| at > *p) {
-                    best = Some((at, content.to_string()));
-                }
-            }
-        }
-    }
-    best.map(|(_, s)| s)
+    boxes(text).pop().map(|b| b.content)
 }
 
 /// Given text just after an opening `{`, the content up to its matching `}`.

@@ -574,26 +574,33 @@ impl P {
     fn done(&self) -> bool {
         self.i >= self.t.len()
     }
-    fn enter(&mut self) -> R<()> {
+    /// `f` one nesting level deeper, failing beyond [`MAX_DEPTH`]; the level is left again
+    /// whether `f` succeeds or not (a failed alternative may be followed by another).
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
         self.depth += 1;
-        (self.depth <= MAX_DEPTH).then_some(())
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
 
     /// expr := term (('+' | '-') term)*
     fn expr(&mut self) -> R<Expr> {
-        self.enter()?;
-        let mut a = self.term()?;
-        loop {
-            if self.eat_sym('+') {
-                a = Expr::Add(Box::new(a), Box::new(self.term()?));
-            } else if self.eat_sym('-') {
-                a = Expr::Sub(Box::new(a), Box::new(self.term()?));
-            } else {
-                break;
+        self.nested(|p| {
+            let mut a = p.term()?;
+            loop {
+                if p.eat_sym('+') {
+                    a = Expr::Add(Box::new(a), Box::new(p.term()?));
+                } else if p.eat_sym('-') {
+                    a = Expr::Sub(Box::new(a), Box::new(p.term()?));
+                } else {
+                    break;
+                }
             }
-        }
-        self.depth -= 1;
-        Some(a)
+            Some(a)
+        })
     }
 
     /// term := unary (('*' | '/' | implicit) unary)*
@@ -633,16 +640,10 @@ impl P {
 
     fn unary(&mut self) -> R<Expr> {
         if self.eat_sym('-') {
-            self.enter()?;
-            let e = Expr::Neg(Box::new(self.unary()?));
-            self.depth -= 1;
-            return Some(e);
+            return self.nested(|p| Some(Expr::Neg(Box::new(p.unary()?))));
         }
         if self.eat_sym('+') {
-            self.enter()?;
-            let e = self.unary();
-            self.depth -= 1;
-            return e;
+            return self.nested(Self::unary);
         }
         self.power()
     }
@@ -651,9 +652,7 @@ impl P {
     fn power(&mut self) -> R<Expr> {
         let base = self.postfix()?;
         if self.eat_sym('^') {
-            self.enter()?;
-            let e = if self.sym('{') { self.group()? } else { self.exponent_atom()? };
-            self.depth -= 1;
+            let e = self.nested(|p| if p.sym('{') { p.group() } else { p.exponent_atom() })?;
             let p = Expr::Pow(Box::new(base), Box::new(e));
             return self.factorials(p);
         }
@@ -663,10 +662,7 @@ impl P {
     /// A bare exponent: one digit (`x^23` is `x^2 3` in LaTeX), a letter, or a signed atom.
     fn exponent_atom(&mut self) -> R<Expr> {
         if self.eat_sym('-') {
-            self.enter()?;
-            let e = Expr::Neg(Box::new(self.exponent_atom()?));
-            self.depth -= 1;
-            return Some(e);
+            return self.nested(|p| Some(Expr::Neg(Box::new(p.exponent_atom()?))));
         }
         if matches!(self.peek(), Some(Tok::Num(_))) {
             return self.first_digit();
@@ -725,10 +721,7 @@ impl P {
     }
 
     fn atom(&mut self) -> R<Expr> {
-        self.enter()?;
-        let e = self.atom_inner();
-        self.depth -= 1;
-        e
+        self.nested(Self::atom_inner)
     }
 
     fn atom_inner(&mut self) -> R<Expr> {
@@ -739,14 +732,15 @@ impl P {
                 let v: f64 = n.parse().ok()?;
                 // Mixed number: `1\frac12`, `1 1/2`.
                 if self.cmd("frac") && !n.contains('.') {
-                    let save = self.i;
+                    // `arg` may split a number token (`\frac32`): keep the tokens to go back to.
+                    let save = (self.i, self.t.clone());
                     self.i += 1;
                     if let (Some(Expr::Num(a)), Some(Expr::Num(b))) = (self.arg(), self.arg()) {
                         if b != 0.0 && a < b && a.fract() == 0.0 && b.fract() == 0.0 {
                             return Some(Expr::Num(v + a / b));
                         }
                     }
-                    self.i = save;
+                    (self.i, self.t) = save;
                 }
                 if self.space() && !n.contains('.') {
                     if let (Some(Tok::Num(a)), Some(Tok::Sym('/')), Some(Tok::Num(b))) =
