@@ -291,14 +291,7 @@ where
     let settings =
         EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
     let key = eval_key(ctx, model);
-    if ctx.cfg.exp.executor.kind == crate::config::schema::ExecutorKind::Workers
-        && !ctx.store.is_done(&key)
-        && crate::pipeline::shard().is_none()
-    {
-        let dir = ctx.store.open(&key)?;
-        let workers = ctx.cfg.exp.executor.workers.min(e.eval.runs);
-        crate::pipeline::executor::run_workers(&key, &dir, workers, &format!("eval {label}"))?;
-    }
+    ctx.shard_out(&key, e.eval.runs, &format!("eval {label}"))?;
     let shard = crate::pipeline::shard().cloned();
     let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
@@ -309,7 +302,7 @@ where
         let mut all = Vec::new();
         for run in 0..runs as u64 {
             // A shard computes the runs `run % count == index` (each run is its own file).
-            if shard.as_ref().is_some_and(|sh| run as usize % sh.count != sh.index) {
+            if shard.as_ref().is_some_and(|sh| !sh.owns(run as usize)) {
                 continue;
             }
             let path = dir.join(format!("run-{run}.jsonl"));

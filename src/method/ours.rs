@@ -14,7 +14,6 @@ use super::{
     continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, train_settings, write_jsonl,
     ModelSummary,
 };
-use crate::config::schema::ExecutorKind;
 use crate::error::Result;
 use crate::model::backend::InferBackend;
 use crate::pipeline::{Ctx, Key, ModelRef};
@@ -94,18 +93,7 @@ where
     AB::InnerBackend: InferBackend,
 {
     let key = mcts_key(ctx, model, problems, iteration);
-    if ctx.cfg.exp.executor.kind == ExecutorKind::Workers
-        && !ctx.store.is_done(&key)
-        && crate::pipeline::shard().is_none()
-    {
-        let dir = ctx.store.open(&key)?;
-        crate::pipeline::executor::run_workers(
-            &key,
-            &dir,
-            ctx.cfg.exp.executor.workers,
-            &format!("mcts {label}"),
-        )?;
-    }
+    ctx.shard_out(&key, problems.len(), &format!("mcts {label}"))?;
     let summary = ctx.stage(&key, &format!("mcts {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let parts = dir.join("problems");
         std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
@@ -113,7 +101,7 @@ where
         // A shard computes its own problems only (position j with j % count == index).
         let shard = crate::pipeline::shard().cloned();
         if let Some(sh) = &shard {
-            done.extend(problems.iter().enumerate().filter(|(j, _)| j % sh.count != sh.index).map(|(_, p)| p.id));
+            done.extend(problems.iter().enumerate().filter(|(j, _)| !sh.owns(*j)).map(|(_, p)| p.id));
         }
         let t0 = std::time::Instant::now();
         let mut eng = engine(ctx, model)?;

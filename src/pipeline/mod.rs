@@ -64,6 +64,13 @@ pub struct Shard {
     pub count: usize,
 }
 
+impl Shard {
+    /// Whether item `j` (in the stage's fixed item order) is this shard's.
+    pub fn owns(&self, j: usize) -> bool {
+        j % self.count == self.index
+    }
+}
+
 static LAUNCH: std::sync::OnceLock<Launch> = std::sync::OnceLock::new();
 static SHARD: std::sync::OnceLock<Shard> = std::sync::OnceLock::new();
 
@@ -204,6 +211,22 @@ where
         );
         b.set_prefix(label.to_string());
         b
+    }
+
+    /// With `executor.kind = "workers"`, computes the items of stage `key` (of which there
+    /// are `items`) in at most `executor.workers` `runner shard` processes before the stage
+    /// runs here and merges them; nothing when the stage is finished, the executor is local or
+    /// this process is itself a shard.
+    pub fn shard_out(&self, key: &Key, items: usize, label: &str) -> Result<()> {
+        let x = &self.cfg.exp.executor;
+        if x.kind != crate::config::schema::ExecutorKind::Workers
+            || self.store.is_done(key)
+            || shard().is_some()
+        {
+            return Ok(());
+        }
+        let dir = self.store.open(key)?;
+        executor::run_workers(key, &dir, x.workers.min(items).max(1), label)
     }
 
     /// Runs `f` in the folder of `key` unless the stage finished before; `f` returns the
