@@ -138,10 +138,22 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
         let label = if run.label.is_empty() { "(single run)" } else { &run.label };
         let stages = crate::pipeline::run::plan(&run.config);
         println!("#   {label}: {} stages", stages.len());
+        let x = &run.config.exp.executor;
         for s in stages {
-            let items = match s.items {
-                Some((what, n)) => format!("splits into {n} items ({what})"),
-                None => "one job".to_string(),
+            use crate::config::schema::ExecutorKind as K;
+            let items = match (s.items, x.kind) {
+                (Some((what, n)), K::Local) => format!("splits into {n} items ({what}); runs here"),
+                (Some((what, n)), K::Workers) => {
+                    format!("splits into {n} items ({what}); {} worker processes", x.workers.min(n).max(1))
+                }
+                (Some((what, n)), K::Slurm) => {
+                    format!(
+                        "splits into {n} items ({what}); slurm array of {} tasks",
+                        x.slurm.tasks.min(n).max(1)
+                    )
+                }
+                (None, K::Slurm) => "one job (one slurm job)".to_string(),
+                (None, _) => "one job".to_string(),
             };
             println!("#     {:<10} {:<64} {items}", s.kind, s.label);
         }

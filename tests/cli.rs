@@ -31,9 +31,30 @@ fn plan_prints_provenance() {
     let stage = |kind: &str| {
         out.lines().find(|l| l.starts_with(&format!("#     {kind} "))).unwrap_or_default().to_string()
     };
-    assert!(stage("mcts").ends_with("splits into 300 items (problems)"), "{out}");
-    assert!(stage("eval").ends_with("splits into 5 items (runs)"), "{out}");
+    assert!(stage("mcts").ends_with("splits into 300 items (problems); runs here"), "{out}");
+    // 300 test problems are 3 blocks of 100 in each of 5 runs.
+    assert!(stage("eval").ends_with("splits into 15 items (blocks of a run); runs here"), "{out}");
     assert!(stage("train-ours").ends_with("one job"), "{out}");
+    // ... and into how many tasks the configured executor runs it.
+    let (ok, out, err) = runner(&[
+        "plan",
+        "experiments/tiny_arith.toml",
+        "--set",
+        "executor.kind=\"slurm\"",
+        "--set",
+        "task.test_size=1001",
+    ]);
+    assert!(ok, "{err}");
+    let stage = |kind: &str| {
+        out.lines().find(|l| l.starts_with(&format!("#     {kind} "))).unwrap_or_default().to_string()
+    };
+    assert!(stage("mcts").ends_with("splits into 300 items (problems); slurm array of 4 tasks"), "{out}");
+    // 1001 problems are 11 blocks of at most 100, in each of 5 runs.
+    assert!(
+        stage("eval").ends_with("splits into 55 items (blocks of a run); slurm array of 4 tasks"),
+        "{out}"
+    );
+    assert!(stage("train-ours").ends_with("one job (one slurm job)"), "{out}");
 }
 
 #[test]

@@ -181,48 +181,248 @@ fn alpha_sweep_shares_the_first_mcts_trees() {
     assert!(out.contains("stages computed"));
 }
 
-/// The `workers` executor splits each MCTS stage (by problem) and each evaluation (by run)
-/// across two `runner shard` processes; the table and every merged file are the bytes of a
-/// one-process run.
+/// Every file the stages wrote that is an artifact (not a log, a shard marker, a batch script
+/// or a timing summary), relative to `results/toy/cache`, with its bytes.
+fn artifacts(p: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            // done.json and metrics.csv hold wall times; the rest must match byte for byte.
+            let skip = name.ends_with(".log")
+                || name.ends_with(".out")
+                || name.ends_with(".sh")
+                || name.ends_with(".done")
+                || name == "done.json"
+                || name == "metrics.csv";
+            if !skip {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let root = p.join("results/toy/cache");
+    let mut out = std::collections::BTreeMap::new();
+    walk(&root, &root, &mut out);
+    out
+}
+
+/// Asserts that two projects' runs wrote the same table and the same stage files.
+fn same_bytes(a: &Path, b: &Path, what: &str) {
+    let read = |p: &Path| std::fs::read(p.join("results/toy/table.csv")).unwrap();
+    assert_eq!(read(a), read(b), "table.csv, {what}");
+    let (x, y) = (artifacts(a), artifacts(b));
+    assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "the same stage files, {what}");
+    for (k, v) in &x {
+        assert!(v == &y[k], "{k} differs, {what}");
+    }
+    let kinds = |k: &str| x.keys().filter(|f| f.starts_with(&format!("{k}-"))).count();
+    assert!(
+        kinds("mcts") > 0 && kinds("eval") > 0 && kinds("rft") > 0 && kinds("train") > 0,
+        "{:?}",
+        x.keys()
+    );
+}
+
+/// The `workers` executor splits each MCTS stage and RFT's sampling (by problem) and each
+/// evaluation (by run block) across two `runner shard` processes: the table and every stage
+/// file are the bytes of a one-process run (all four methods, two iterations). The `slurm`
+/// executor, with 4 array tasks per stage, too, where Slurm is installed (CI starts one with
+/// scripts/slurm-local.sh).
 #[test]
-fn workers_executor_gives_the_bytes_of_one_process() {
+fn executors_give_the_bytes_of_one_process() {
     let local = project("");
-    runner(local.path(), &["experiments/toy.toml", "--set", "baselines=[\"step_dpo\"]"]);
+    runner(local.path(), &["experiments/toy.toml"]);
     let workers = project("\n[executor]\nkind = \"workers\"\nworkers = 2\n");
-    runner(workers.path(), &["experiments/toy.toml", "--set", "baselines=[\"step_dpo\"]"]);
-    let read = |p: &Path, rel: &str| std::fs::read(p.join("results/toy").join(rel)).unwrap();
-    assert_eq!(read(local.path(), "table.csv"), read(workers.path(), "table.csv"));
-    let stage_dirs = |p: &Path, kind: &str| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(p.join("results/toy/cache"))
+    runner(workers.path(), &["experiments/toy.toml"]);
+    same_bytes(local.path(), workers.path(), "workers = 2");
+    let cache = workers.path().join("results/toy/cache");
+    let logs = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("shard-1.log").is_file())
+        .count();
+    // 2 x MCTS (ours) + 1 x MCTS (step-DPO iteration 2) + RFT sampling + 6 evaluations.
+    assert!(logs >= 10, "stages run by two workers: {logs}");
+
+    if !slurm_available("executors_give_the_bytes_of_one_process") {
+        return;
+    }
+    let slurm = project(SLURM);
+    let out = runner(slurm.path(), &["experiments/toy.toml"]);
+    same_bytes(local.path(), slurm.path(), "slurm, 4 tasks");
+    let log = std::fs::read_to_string(slurm.path().join("results/toy/run.log")).unwrap();
+    assert!(log.contains("submitted slurm job"), "{log}\n{out}");
+    // Shardable stages as 4-task arrays (MCTS on 4 problems, RFT on 4), training as one job.
+    assert!(log.contains("(tasks 0-3 of 4)") && log.contains("(tasks 0 of 1)"), "{log}");
+    // Training stages ran in Slurm jobs, and count as computed.
+    assert!(out.contains("15 stages computed, 0 reused"), "{out}");
+}
+
+/// The `[executor]` section of a project that runs on Slurm (short polls for the tests).
+const SLURM: &str = "\n[executor]\nkind = \"slurm\"\n[executor.slurm]\ntasks = 4\npoll_seconds = 0.2\n";
+
+/// Whether Slurm answers here; without it a test skips with a message, except where
+/// `MCTS_PS_REQUIRE_SLURM=1` (CI), where that is a failure.
+fn slurm_available(test: &str) -> bool {
+    let ok = Command::new("sinfo").arg("--noheader").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("MCTS_PS_REQUIRE_SLURM").as_deref() != Ok("1"),
+            "{test}: MCTS_PS_REQUIRE_SLURM=1 but sinfo does not answer (scripts/slurm-local.sh starts a cluster)"
+        );
+        eprintln!(
+            "{test}: skipped, no Slurm here (sinfo does not answer; scripts/slurm-local.sh starts one)"
+        );
+    }
+    ok
+}
+
+/// `squeue` lines `job_task|state|name` of this test's jobs.
+fn queue() -> Vec<(String, String, String)> {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--array", "--format=%i|%T|%j"])
+        .output()
+        .expect("squeue runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().split('|').collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+/// `scancel` of one running array task: it is resubmitted and the bytes do not change. Then a
+/// coordinator killed with SIGKILL mid-stage and started again: the tasks that had finished
+/// are not run again (their markers keep their times, their logs hold one attempt) and the
+/// bytes are those of a one-process run.
+#[test]
+fn slurm_survives_scancel_and_a_killed_coordinator() {
+    if !slurm_available("slurm_survives_scancel_and_a_killed_coordinator") {
+        return;
+    }
+    let local = project("");
+    runner(local.path(), &["experiments/toy.toml"]);
+    let bin = env!("CARGO_BIN_EXE_runner");
+
+    // scancel of one running task of an MCTS array.
+    let p = project(SLURM);
+    let mut child = Command::new(bin).arg("experiments/toy.toml").current_dir(p.path()).spawn().unwrap();
+    let stage_dir = |name: &str| p.path().join("results/toy/cache").join(name.trim_start_matches("mcts-ps-"));
+    let mut cancelled = None;
+    for _ in 0..6000 {
+        let q = queue();
+        let hit = q.iter().find(|(id, state, name)| {
+            let task = id.split('_').nth(1).and_then(|t| t.parse::<usize>().ok());
+            name.starts_with("mcts-ps-mcts-")
+                && state == "RUNNING"
+                && task.is_some_and(|t| !stage_dir(name).join(format!("shard-{t}-of-4.done")).is_file())
+        });
+        if let Some((id, _, _)) = hit {
+            assert!(Command::new("scancel").arg(id).status().unwrap().success());
+            cancelled = Some(id.clone());
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(cancelled.is_some(), "saw no running MCTS task to cancel");
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(p.path().join("results/toy/run.log")).unwrap();
+    assert!(
+        log.contains("left the queue without finishing") && log.contains("resubmitting"),
+        "{cancelled:?}\n{log}"
+    );
+    same_bytes(local.path(), p.path(), "after scancel");
+
+    // SIGKILL of the coordinator once some tasks of an unfinished stage have finished.
+    let p = project(SLURM);
+    let cache = p.path().join("results/toy/cache");
+    let mut child = Command::new(bin).arg("experiments/toy.toml").current_dir(p.path()).spawn().unwrap();
+    let mut killed = None;
+    for _ in 0..6000 {
+        let hit = std::fs::read_dir(&cache).ok().and_then(|rd| {
+            rd.map(|e| e.unwrap().path()).find(|d| {
+                !d.join("done.json").is_file()
+                    && std::fs::read_dir(d).unwrap().any(|f| {
+                        let n = f.unwrap().file_name().to_string_lossy().to_string();
+                        n.starts_with("shard-") && n.ends_with("-of-4.done")
+                    })
+            })
+        });
+        if hit.is_some() {
+            killed = hit;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let d = killed.expect("a stage with a finished task");
+    let markers = |d: &Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|n| n.starts_with(&format!("{kind}-")))
+            .map(|f| f.unwrap())
+            .filter(|f| f.file_name().to_string_lossy().ends_with("-of-4.done"))
+            .map(|f| (f.file_name().to_string_lossy().to_string(), f.metadata().unwrap().modified().unwrap()))
             .collect();
         v.sort();
         v
     };
-    let evals = stage_dirs(local.path(), "eval");
-    assert!(evals.len() >= 3, "{evals:?}");
-    assert_eq!(evals, stage_dirs(workers.path(), "eval"), "same eval keys");
-    for d in &evals {
-        for f in ["eval.jsonl", "run-0.jsonl", "run-1.jsonl"] {
-            let rel = format!("cache/{d}/{f}");
-            assert_eq!(read(local.path(), &rel), read(workers.path(), &rel), "{rel}");
-        }
-        assert!(workers.path().join("results/toy/cache").join(d).join("shard-1.log").is_file(), "{d}");
+    let before = markers(&d);
+    runner(p.path(), &["experiments/toy.toml"]);
+    let after = markers(&d);
+    for (name, t) in &before {
+        assert!(after.contains(&(name.clone(), *t)), "{name} was rewritten: {before:?} -> {after:?}");
+        let i = name.trim_start_matches("shard-").split('-').next().unwrap();
+        let task_log = std::fs::read_to_string(d.join(format!("task-{i}-of-4.log"))).unwrap();
+        assert_eq!(task_log.matches("== slurm job").count(), 1, "task {i} ran once:\n{task_log}");
     }
-    let dirs = stage_dirs(local.path(), "mcts");
-    assert!(dirs.len() >= 2, "{dirs:?}");
-    assert_eq!(dirs, stage_dirs(workers.path(), "mcts"), "same stage keys");
-    for d in &dirs {
-        for f in ["trees.jsonl", "solutions.jsonl"] {
-            let rel = format!("cache/{d}/{f}");
-            assert_eq!(read(local.path(), &rel), read(workers.path(), &rel), "{rel}");
-        }
-        let logs = workers.path().join("results/toy/cache").join(d);
-        assert!(
-            logs.join("shard-0.log").is_file() && logs.join("shard-1.log").is_file(),
-            "shard logs in {d}"
-        );
+    let log = std::fs::read_to_string(p.path().join("results/toy/run.log")).unwrap();
+    let n = before.len();
+    assert!(
+        log.lines().any(|l| l.contains(&format!(": {n} of ")) && l.contains("tasks finished before"))
+            || log.lines().any(|l| l.contains("tasks finished before") && !l.contains(": 0 of ")),
+        "the rerun reports finished tasks:\n{log}"
+    );
+    same_bytes(local.path(), p.path(), "after kill -9 of the coordinator");
+}
+
+/// Slurm set-up errors name the command and what it printed.
+#[test]
+fn slurm_errors_name_the_command() {
+    // No sbatch on PATH.
+    let p = project(SLURM);
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("experiments/toy.toml")
+        .current_dir(p.path())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("executor.kind = \"slurm\"") && err.contains("cannot run `sbatch --version`"),
+        "{err}"
+    );
+    if !slurm_available("slurm_errors_name_the_command") {
+        return;
     }
+    // An unknown partition: sbatch's own message.
+    let p = project(&format!("{SLURM}partition = \"no-such-partition\"\n"));
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("experiments/toy.toml")
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("sbatch") && err.contains("partition"), "{err}");
 }

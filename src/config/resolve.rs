@@ -353,6 +353,8 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.at_least("eval.max_tokens", e.eval.max_tokens, 1)?;
     c.at_least("infer.batch_size", e.infer.batch_size, 1)?;
     c.at_least("executor.workers", e.executor.workers, 1)?;
+    c.at_least("executor.slurm.tasks", e.executor.slurm.tasks, 1)?;
+    c.positive("executor.slurm.poll_seconds", e.executor.slurm.poll_seconds)?;
 
     Ok(Resolved { label: label.to_string(), model, template, train_data, test_data, exp })
 }

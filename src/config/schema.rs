@@ -307,16 +307,45 @@ pub enum ExecutorKind {
     /// processes on this machine (each pinned to one GPU with `cuda`), merged in a fixed
     /// order: the same bytes as `local`.
     Workers,
+    /// Shardable stages as Slurm job arrays of `executor.slurm.tasks` tasks, training stages
+    /// as single Slurm jobs; this process submits, polls and merges: the same bytes as `local`.
+    Slurm,
 }
 
 /// `[executor]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Executor {
-    /// `"local"` or `"workers"`.
+    /// `"local"`, `"workers"` or `"slurm"`.
     pub kind: ExecutorKind,
     /// Worker processes for `kind = "workers"`.
     pub workers: usize,
+    /// `[executor.slurm]`, for `kind = "slurm"`.
+    pub slurm: Slurm,
+}
+
+/// `[executor.slurm]`: how tasks are submitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slurm {
+    /// Array tasks per shardable stage.
+    pub tasks: usize,
+    /// `--partition` (empty: the cluster's default).
+    pub partition: String,
+    /// `--account` (empty: none).
+    pub account: String,
+    /// `--time` per task (empty: the partition's default).
+    pub time: String,
+    /// `--cpus-per-task` (0: Slurm's default).
+    pub cpus_per_task: usize,
+    /// `--gpus-per-task` (0: none).
+    pub gpus_per_task: usize,
+    /// Further `#SBATCH` options, one per entry (e.g. `"--qos=high"`).
+    pub extra: Vec<String>,
+    /// Resubmissions of a task that failed or was cancelled before the stage gives up.
+    pub retries: usize,
+    /// Seconds between polls of `squeue`.
+    pub poll_seconds: f64,
 }
 
 /// `[infer]`.

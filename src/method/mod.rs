@@ -214,6 +214,7 @@ where
                     Key::new("questions", &test_ids).hash,
                 ),
             );
+            ctx.job_out(&key, "pretrain tiny")?;
             let s: ModelSummary =
                 ctx.stage(&key, "pretrain tiny", |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
                     let e = ctx.cfg.exp.clone();
@@ -251,6 +252,10 @@ where
         }
     }
 }
+
+/// Test problems per evaluation item: a shard takes blocks of this many problems of one run
+/// (a fixed size, so the items never depend on the number of shards).
+pub const EVAL_BLOCK: usize = 100;
 
 /// The key of the evaluation stage of `model`.
 pub fn eval_key<AB: AutodiffBackend>(ctx: &Ctx<AB>, model: &ModelRef) -> Key
@@ -291,28 +296,49 @@ where
     let settings =
         EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
     let key = eval_key(ctx, model);
-    ctx.shard_out(&key, e.eval.runs, &format!("eval {label}"))?;
+    let runs = e.eval.runs;
+    let blocks = ctx.test_set.len().div_ceil(EVAL_BLOCK).max(1);
+    ctx.shard_out(&key, runs * blocks, &format!("eval {label}"))?;
     let shard = crate::pipeline::shard().cloned();
     let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
-        let mut engine = engine(ctx, model)?;
-        let runs = ctx.cfg.exp.eval.runs;
-        let bar = ctx.bar((runs * ctx.test_set.len()) as u64, &format!("eval {label}"));
+        // Loaded at the first block left to compute (merging shards' runs needs no model).
+        let mut eng = None;
+        let n = ctx.test_set.len();
+        let bar = ctx.bar((runs * n) as u64, &format!("eval {label}"));
         let mut accuracies = Vec::with_capacity(runs);
         let mut all = Vec::new();
         for run in 0..runs as u64 {
-            // A shard computes the runs `run % count == index` (each run is its own file).
-            if shard.as_ref().is_some_and(|sh| !sh.owns(run as usize)) {
+            let path = dir.join(format!("run-{run}.jsonl"));
+            if path.is_file() {
+                let outcomes: Vec<Outcome> = read_jsonl(&path)?;
+                bar.inc(n as u64);
+                accuracies.push(accuracy(&outcomes));
+                all.extend(outcomes);
                 continue;
             }
-            let path = dir.join(format!("run-{run}.jsonl"));
-            let outcomes: Vec<Outcome> = if path.is_file() {
-                read_jsonl(&path)?
-            } else {
+            // Item `run * blocks + b` is block `b` of this run (EVAL_BLOCK test problems); a
+            // partial shard computes its own blocks, the whole stage the ones still missing.
+            let block_path = |b: usize| dir.join(format!("run-{run}.block-{b}.jsonl"));
+            let mine: Vec<usize> = (0..blocks)
+                .filter(|&b| {
+                    shard.as_ref().is_none_or(|sh| !sh.partial() || sh.owns(run as usize * blocks + b))
+                })
+                .filter(|&b| !block_path(b).is_file())
+                .collect();
+            let range = |b: usize| b * EVAL_BLOCK..((b + 1) * EVAL_BLOCK).min(n);
+            if !mine.is_empty() {
+                if eng.is_none() {
+                    eng = Some(engine(ctx, model)?);
+                }
                 let t = ctx.template.expect("set by engine()");
+                // One call over all the blocks to compute (the engine's batches stay full);
+                // outcomes never depend on what is decoded beside them.
+                let problems: Vec<Problem> =
+                    mine.iter().flat_map(|&b| ctx.test_set[range(b)].to_vec()).collect();
                 let o = run_once(
-                    &mut engine,
-                    &ctx.test_set,
+                    eng.as_mut().expect("loaded above"),
+                    &problems,
                     ctx.test_kind,
                     t,
                     &settings,
@@ -320,15 +346,30 @@ where
                     run,
                     || bar.inc(1),
                 )?;
-                write_jsonl(&path, &o)?;
-                o
-            };
-            bar.set_position((run + 1) * ctx.test_set.len() as u64);
+                let mut rest = o.as_slice();
+                for &b in &mine {
+                    let (head, tail) = rest.split_at(range(b).len());
+                    write_jsonl(&block_path(b), head)?;
+                    rest = tail;
+                }
+            }
+            if shard.as_ref().is_some_and(|s| s.partial()) {
+                continue;
+            }
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
+            for b in 0..blocks {
+                outcomes.extend(read_jsonl::<Outcome>(&block_path(b))?);
+            }
+            write_jsonl(&path, &outcomes)?;
+            for b in 0..blocks {
+                let p = block_path(b);
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
             accuracies.push(accuracy(&outcomes));
             all.extend(outcomes);
         }
         bar.finish_and_clear();
-        if shard.is_some() {
+        if shard.as_ref().is_some_and(|s| s.partial()) {
             return Err(Error::ShardDone);
         }
         write_jsonl(&dir.join("eval.jsonl"), &all)?;
@@ -338,7 +379,7 @@ where
             mean,
             se,
             tokens: all.iter().map(|o| o.tokens as u64).sum(),
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: t0.elapsed().as_secs_f64() + crate::pipeline::slurm::shard_seconds(dir),
         })
     })?;
     Ok((key, summary))

@@ -104,13 +104,17 @@ where
             done.extend(problems.iter().enumerate().filter(|(j, _)| !sh.owns(*j)).map(|(_, p)| p.id));
         }
         let t0 = std::time::Instant::now();
-        let mut eng = engine(ctx, model)?;
-        let template = ctx.template.expect("set by engine()");
-        let cfg = ctx.cfg.exp.mcts.clone();
-        let search = Search { cfg: &cfg, kind: ctx.train_kind, seed: ctx.cfg.exp.seed, iteration };
-        let bar = ctx.bar(problems.len() as u64, &format!("mcts {label}"));
-        bar.set_position(done.len() as u64);
-        {
+        // The model is loaded only when there is a problem left (a coordinator merging its
+        // shards' problems needs no model, nor a GPU).
+        // Engine counters of this process's share (a merge computes nothing).
+        let mut st = crate::infer::engine::Stats::default();
+        if done.len() < problems.len() {
+            let mut eng = engine(ctx, model)?;
+            let template = ctx.template.expect("set by engine()");
+            let cfg = ctx.cfg.exp.mcts.clone();
+            let search = Search { cfg: &cfg, kind: ctx.train_kind, seed: ctx.cfg.exp.seed, iteration };
+            let bar = ctx.bar(problems.len() as u64, &format!("mcts {label}"));
+            bar.set_position(done.len() as u64);
             let mut policy = EnginePolicy::new(&mut eng, template, ctx.train_kind);
             search.run(&mut policy, problems, &done, |r: ProblemResult| {
                 let json = serde_json::to_string(&r).expect("serialisable");
@@ -118,9 +122,11 @@ where
                 bar.inc(1);
                 Ok(())
             })?;
+            bar.finish_and_clear();
+            drop(policy);
+            st = eng.stats;
         }
-        bar.finish_and_clear();
-        if shard.is_some() {
+        if shard.as_ref().is_some_and(|s| s.partial()) {
             return Err(crate::Error::ShardDone);
         }
         let mut results = Vec::with_capacity(problems.len());
@@ -140,8 +146,7 @@ where
             .map(|r| serde_json::json!({"problem": r.problem, "solution": r.solution, "correct": r.solution_correct}))
             .collect();
         write_jsonl(&dir.join("solutions.jsonl"), &sols)?;
-        let secs = t0.elapsed().as_secs_f64();
-        let st = eng.stats;
+        let secs = t0.elapsed().as_secs_f64() + crate::pipeline::slurm::shard_seconds(dir);
         let rollouts: u64 = results.iter().map(|r| r.rollouts).sum();
         Ok(MctsSummary {
             problems: results.len(),
@@ -184,6 +189,7 @@ where
         "train-ours",
         &(&prev.id, &mcts.hash, e.mcts.alpha, e.ours.beta, &e.train, e.seed, iteration),
     );
+    ctx.job_out(&key, &format!("train ours iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
         &key,
         &format!("train ours iter {iteration}"),

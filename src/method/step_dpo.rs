@@ -36,6 +36,7 @@ where
         "train-dpo",
         &(&prev.id, &mcts.hash, e.step_dpo.beta, e.step_dpo.lr, &e.train, e.seed, iteration),
     );
+    ctx.job_out(&key, &format!("train step-DPO iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
         &key,
         &format!("train step-DPO iter {iteration}"),

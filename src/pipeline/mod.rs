@@ -4,6 +4,7 @@
 
 pub mod executor;
 pub mod run;
+pub mod slurm;
 pub mod store;
 
 use std::io::Write;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 pub use store::{Key, Store};
 
+use crate::config::schema::ExecutorKind;
 use crate::config::{DataSource, Resolved};
 use crate::error::{Error, Result};
 use crate::model::backend::InferBackend;
@@ -53,7 +55,9 @@ pub struct Launch {
 }
 
 /// This process's part of one stage (`runner shard FILE --stage KEY --index i --count n`):
-/// items `j` with `j % count == index`.
+/// items `j` with `j % count == index`. A shard of `count > 1` stops once its items are
+/// written (the coordinator merges); a shard of `count == 1` runs the whole stage, merge or
+/// training included, and finishes it (how training stages run as one Slurm job).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shard {
     /// The stage folder name (`kind-hash`).
@@ -69,6 +73,16 @@ impl Shard {
     pub fn owns(&self, j: usize) -> bool {
         j % self.count == self.index
     }
+
+    /// Whether this shard stops after its items, leaving the merge to the coordinator.
+    pub fn partial(&self) -> bool {
+        self.count > 1
+    }
+}
+
+/// This process's shard when it computes only part of a stage (see [`Shard::partial`]).
+pub fn partial_shard() -> Option<&'static Shard> {
+    shard().filter(|s| s.partial())
 }
 
 static LAUNCH: std::sync::OnceLock<Launch> = std::sync::OnceLock::new();
@@ -123,6 +137,8 @@ where
     pub bars: MultiProgress,
     /// Stage counts.
     pub counts: Counts,
+    /// Stages computed by a Slurm job for this process (counted as computed, not reused).
+    remote: std::collections::HashSet<String>,
     log: Option<std::fs::File>,
     started: Instant,
 }
@@ -168,12 +184,18 @@ where
     ) -> Result<Self> {
         std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
         let (train_pool, test_set) = problem_sets(&cfg)?;
-        let log_path = out_dir.join("run.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
+        // A shard's lines go to its own log (its stderr), not the experiment's run.log.
+        let log = if shard().is_some() {
+            None
+        } else {
+            let log_path = out_dir.join("run.log");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| Error::io(&log_path, e))?;
+            Some(f)
+        };
         Ok(Self {
             train_kind: cfg.train_data.kind(),
             test_kind: cfg.test_data.kind(),
@@ -187,7 +209,8 @@ where
             test_set,
             bars,
             counts: Counts::default(),
-            log: Some(log),
+            remote: Default::default(),
+            log,
             started: Instant::now(),
         })
     }
@@ -195,10 +218,13 @@ where
     /// Writes a line to the run log and above the progress bars.
     pub fn note(&mut self, msg: &str) {
         let line = format!("[{:7.1}s] {msg}", self.started.elapsed().as_secs_f64());
-        if let Some(f) = self.log.as_mut() {
-            let _ = writeln!(f, "{line}");
+        match self.log.as_mut() {
+            Some(f) => {
+                let _ = writeln!(f, "{line}");
+                let _ = self.bars.println(&line);
+            }
+            None => eprintln!("{line}"),
         }
-        let _ = self.bars.println(&line);
     }
 
     /// A progress bar for `len` items of a stage.
@@ -213,20 +239,40 @@ where
         b
     }
 
-    /// With `executor.kind = "workers"`, computes the items of stage `key` (of which there
-    /// are `items`) in at most `executor.workers` `runner shard` processes before the stage
-    /// runs here and merges them; nothing when the stage is finished, the executor is local or
-    /// this process is itself a shard.
-    pub fn shard_out(&self, key: &Key, items: usize, label: &str) -> Result<()> {
-        let x = &self.cfg.exp.executor;
-        if x.kind != crate::config::schema::ExecutorKind::Workers
-            || self.store.is_done(key)
-            || shard().is_some()
-        {
+    /// Computes the items of shardable stage `key` (of which there are `items`) in `runner
+    /// shard` processes before the stage runs here and merges them: at most
+    /// `executor.workers` local processes (`workers`) or `executor.slurm.tasks` array tasks
+    /// (`slurm`). Nothing when the stage is finished, the executor is local or this process is
+    /// itself a shard.
+    pub fn shard_out(&mut self, key: &Key, items: usize, label: &str) -> Result<()> {
+        let x = self.cfg.exp.executor.clone();
+        if x.kind == ExecutorKind::Local || self.store.is_done(key) || shard().is_some() {
             return Ok(());
         }
         let dir = self.store.open(key)?;
-        executor::run_workers(key, &dir, x.workers.min(items).max(1), label)
+        match x.kind {
+            ExecutorKind::Workers => executor::run_workers(key, &dir, x.workers.min(items).max(1), label),
+            _ => self.slurm(key, &dir, x.slurm.tasks.min(items).max(1), label),
+        }
+    }
+
+    /// With `executor.kind = "slurm"`, runs stage `key` whole as one Slurm job (training
+    /// stages) and waits for it; nothing otherwise, or when it is finished.
+    pub fn job_out(&mut self, key: &Key, label: &str) -> Result<()> {
+        if self.cfg.exp.executor.kind != ExecutorKind::Slurm || self.store.is_done(key) || shard().is_some() {
+            return Ok(());
+        }
+        let dir = self.store.open(key)?;
+        self.slurm(key, &dir, 1, label)?;
+        self.remote.insert(key.name());
+        Ok(())
+    }
+
+    fn slurm(&mut self, key: &Key, dir: &Path, count: usize, label: &str) -> Result<()> {
+        let cfg = self.cfg.exp.executor.slurm.clone();
+        let store = self.store.clone();
+        let finished = || store.is_done(key);
+        slurm::run(key, dir, count, label, &cfg, &finished, &mut |m: &str| self.note(m))
     }
 
     /// Runs `f` in the folder of `key` unless the stage finished before; `f` returns the
@@ -237,12 +283,21 @@ where
         label: &str,
         f: impl FnOnce(&mut Self, &Path) -> Result<S>,
     ) -> Result<S> {
+        let target = shard().filter(|sh| sh.stage == key.name());
         if self.store.is_done(key) {
-            self.counts.cached += 1;
+            if target.is_some() {
+                // A shard started after its stage was finished (e.g. a resubmitted task).
+                return Err(Error::ShardDone);
+            }
+            if self.remote.contains(&key.name()) {
+                self.counts.computed += 1;
+            } else {
+                self.counts.cached += 1;
+            }
             return self.store.summary(key);
         }
         if let Some(sh) = shard() {
-            if sh.stage != key.name() {
+            if target.is_none() {
                 return Err(Error::Other(format!(
                     "runner shard --stage {}: the stage before it, {} ({label}), is not finished; shards run once their inputs are",
                     sh.stage,
@@ -253,11 +308,28 @@ where
         let dir = self.store.open(key)?;
         self.note(&format!("{label}: computing ({})", key.name()));
         let t0 = Instant::now();
-        let summary = f(self, &dir)?;
-        self.store.finish(key, &summary)?;
-        self.counts.computed += 1;
+        let summary = match f(self, &dir) {
+            Err(Error::ShardDone) => None,
+            Err(e) => return Err(e),
+            Ok(s) => Some(s),
+        };
+        if let Some(s) = &summary {
+            self.store.finish(key, s)?;
+            self.counts.computed += 1;
+        }
         self.note(&format!("{label}: done in {:.1}s", t0.elapsed().as_secs_f64()));
-        Ok(summary)
+        match (summary, target) {
+            (Some(s), None) => Ok(s),
+            (_, Some(sh)) => {
+                // A shard's items (or its whole stage) are written: leave the marker the
+                // coordinator waits for, and stop.
+                let m = slurm::marker(&dir, sh.index, sh.count);
+                let secs = serde_json::json!({ "seconds": t0.elapsed().as_secs_f64() });
+                crate::util::write_atomic(&m, secs.to_string().as_bytes())?;
+                Err(Error::ShardDone)
+            }
+            (None, None) => Err(Error::Other(format!("{label}: stopped as a shard outside runner shard"))),
+        }
     }
 }
 

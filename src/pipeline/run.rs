@@ -41,7 +41,10 @@ pub fn plan(cfg: &Resolved) -> Vec<Planned> {
                 Some(("problems", n))
             }
             "rft" => Some(("problems to sample; training is one job", e.rft.problems)),
-            "eval" => Some(("runs", e.eval.runs)),
+            "eval" => Some((
+                "blocks of a run",
+                e.eval.runs * e.task.test_size.div_ceil(crate::method::EVAL_BLOCK).max(1),
+            )),
             _ => None,
         };
         out.push(Planned { kind, label, items })
@@ -134,6 +137,9 @@ where
     AB::InnerBackend: InferBackend,
 {
     let first = &loaded.runs[0].config;
+    if first.exp.executor.kind == crate::config::schema::ExecutorKind::Slurm && super::shard().is_none() {
+        super::slurm::check()?;
+    }
     let dir = out_dir(first);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     // The resolved configuration of every run is written before any compute.
