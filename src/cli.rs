@@ -144,13 +144,10 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
             let items = match (s.items, x.kind) {
                 (Some((what, n)), K::Local) => format!("splits into {n} items ({what}); runs here"),
                 (Some((what, n)), K::Workers) => {
-                    format!("splits into {n} items ({what}); {} worker processes", x.workers.min(n).max(1))
+                    format!("splits into {n} items ({what}); {} worker processes", x.shards(n))
                 }
                 (Some((what, n)), K::Slurm) => {
-                    format!(
-                        "splits into {n} items ({what}); slurm array of {} tasks",
-                        x.slurm.tasks.min(n).max(1)
-                    )
+                    format!("splits into {n} items ({what}); slurm array of {} tasks", x.shards(n))
                 }
                 (None, K::Slurm) => "one job (one slurm job)".to_string(),
                 (None, _) => "one job".to_string(),

@@ -324,6 +324,19 @@ pub struct Executor {
     pub slurm: Slurm,
 }
 
+impl Executor {
+    /// Into how many shards a stage of `items` items is split: worker processes or array
+    /// tasks, never more than the items; 1 when everything runs in this process.
+    pub fn shards(&self, items: usize) -> usize {
+        let most = match self.kind {
+            ExecutorKind::Local => 1,
+            ExecutorKind::Workers => self.workers,
+            ExecutorKind::Slurm => self.slurm.tasks,
+        };
+        most.min(items).max(1)
+    }
+}
+
 /// `[executor.slurm]`: how tasks are submitted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

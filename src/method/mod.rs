@@ -321,9 +321,7 @@ where
             // partial shard computes its own blocks, the whole stage the ones still missing.
             let block_path = |b: usize| dir.join(format!("run-{run}.block-{b}.jsonl"));
             let mine: Vec<usize> = (0..blocks)
-                .filter(|&b| {
-                    shard.as_ref().is_none_or(|sh| !sh.partial() || sh.owns(run as usize * blocks + b))
-                })
+                .filter(|&b| shard.as_ref().is_none_or(|sh| sh.owns(run as usize * blocks + b)))
                 .filter(|&b| !block_path(b).is_file())
                 .collect();
             let range = |b: usize| b * EVAL_BLOCK..((b + 1) * EVAL_BLOCK).min(n);
@@ -353,7 +351,7 @@ where
                     rest = tail;
                 }
             }
-            if shard.as_ref().is_some_and(|s| s.partial()) {
+            if crate::pipeline::partial_shard().is_some() {
                 continue;
             }
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
@@ -369,7 +367,7 @@ where
             all.extend(outcomes);
         }
         bar.finish_and_clear();
-        if shard.as_ref().is_some_and(|s| s.partial()) {
+        if crate::pipeline::partial_shard().is_some() {
             return Err(Error::ShardDone);
         }
         write_jsonl(&dir.join("eval.jsonl"), &all)?;
@@ -379,7 +377,7 @@ where
             mean,
             se,
             tokens: all.iter().map(|o| o.tokens as u64).sum(),
-            seconds: t0.elapsed().as_secs_f64() + crate::pipeline::slurm::shard_seconds(dir),
+            seconds: t0.elapsed().as_secs_f64() + crate::pipeline::shard_seconds(dir),
         })
     })?;
     Ok((key, summary))

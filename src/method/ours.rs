@@ -105,8 +105,7 @@ where
         }
         let t0 = std::time::Instant::now();
         // The model is loaded only when there is a problem left (a coordinator merging its
-        // shards' problems needs no model, nor a GPU).
-        // Engine counters of this process's share (a merge computes nothing).
+        // shards' problems needs no model, nor a GPU); the engine counters are this process's.
         let mut st = crate::infer::engine::Stats::default();
         if done.len() < problems.len() {
             let mut eng = engine(ctx, model)?;
@@ -126,7 +125,7 @@ where
             drop(policy);
             st = eng.stats;
         }
-        if shard.as_ref().is_some_and(|s| s.partial()) {
+        if crate::pipeline::partial_shard().is_some() {
             return Err(crate::Error::ShardDone);
         }
         let mut results = Vec::with_capacity(problems.len());
@@ -146,7 +145,7 @@ where
             .map(|r| serde_json::json!({"problem": r.problem, "solution": r.solution, "correct": r.solution_correct}))
             .collect();
         write_jsonl(&dir.join("solutions.jsonl"), &sols)?;
-        let secs = t0.elapsed().as_secs_f64() + crate::pipeline::slurm::shard_seconds(dir);
+        let secs = t0.elapsed().as_secs_f64() + crate::pipeline::shard_seconds(dir);
         let rollouts: u64 = results.iter().map(|r| r.rollouts).sum();
         Ok(MctsSummary {
             problems: results.len(),

@@ -102,7 +102,7 @@ where
             }
             bar.finish_and_clear();
         }
-        if shard.as_ref().is_some_and(|s| s.partial()) {
+        if crate::pipeline::partial_shard().is_some() {
             return Err(crate::Error::ShardDone);
         }
         let (model, tok) = load_train(ctx, base)?;
@@ -149,7 +149,7 @@ where
         let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, "train rft")?;
         let mut s = ModelSummary::trained(&key, ckpt, examples.len(), &rep, t0, data_tokens);
         // The sampling shards' seconds too.
-        s.seconds += crate::pipeline::slurm::shard_seconds(dir);
+        s.seconds += crate::pipeline::shard_seconds(dir);
         Ok(s)
     })?;
     Ok(s.model)

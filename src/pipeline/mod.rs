@@ -80,6 +80,27 @@ impl Shard {
     }
 }
 
+/// The marker a finished shard leaves in its stage folder (its content: the shard's compute
+/// seconds, as JSON).
+pub fn shard_marker(dir: &Path, index: usize, count: usize) -> std::path::PathBuf {
+    dir.join(format!("shard-{index}-of-{count}.done"))
+}
+
+/// The compute seconds the shards of a stage recorded in their markers (added to the merging
+/// process's own in the stage summary, so a sharded stage reports the work it took).
+pub fn shard_seconds(dir: &Path) -> f64 {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0.0 };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("shard-") && n.ends_with(".done")
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter_map(|v| v.get("seconds").and_then(|s| s.as_f64()))
+        .sum()
+}
+
 /// This process's shard when it computes only part of a stage (see [`Shard::partial`]).
 pub fn partial_shard() -> Option<&'static Shard> {
     shard().filter(|s| s.partial())
@@ -251,8 +272,8 @@ where
         }
         let dir = self.store.open(key)?;
         match x.kind {
-            ExecutorKind::Workers => executor::run_workers(key, &dir, x.workers.min(items).max(1), label),
-            _ => self.slurm(key, &dir, x.slurm.tasks.min(items).max(1), label),
+            ExecutorKind::Workers => executor::run_workers(key, &dir, x.shards(items), label),
+            _ => self.slurm(key, &dir, x.shards(items), label),
         }
     }
 
@@ -323,7 +344,7 @@ where
             (_, Some(sh)) => {
                 // A shard's items (or its whole stage) are written: leave the marker the
                 // coordinator waits for, and stop.
-                let m = slurm::marker(&dir, sh.index, sh.count);
+                let m = shard_marker(&dir, sh.index, sh.count);
                 let secs = serde_json::json!({ "seconds": t0.elapsed().as_secs_f64() });
                 crate::util::write_atomic(&m, secs.to_string().as_bytes())?;
                 Err(Error::ShardDone)

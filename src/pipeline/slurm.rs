@@ -16,34 +16,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{launch, Key};
+use super::{launch, shard_marker, Key};
 use crate::config::schema::Slurm;
 use crate::error::{Error, Result};
-
-/// The marker a finished shard leaves in its stage folder (its content: the shard's compute
-/// seconds, as JSON).
-pub fn marker(dir: &Path, index: usize, count: usize) -> std::path::PathBuf {
-    dir.join(format!("shard-{index}-of-{count}.done"))
-}
 
 /// The log of task `index` of `count`.
 fn task_log(dir: &Path, index: usize, count: usize) -> std::path::PathBuf {
     dir.join(format!("task-{index}-of-{count}.log"))
-}
-
-/// The compute seconds the shards of a stage recorded in their markers (added to the merging
-/// process's own in the stage summary, so a sharded stage reports the work it took).
-pub fn shard_seconds(dir: &Path) -> f64 {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0.0 };
-    rd.filter_map(|e| e.ok())
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().to_string();
-            n.starts_with("shard-") && n.ends_with(".done")
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .filter_map(|v| v.get("seconds").and_then(|s| s.as_f64()))
-        .sum()
 }
 
 /// Runs tasks `0..count` of stage `key` on Slurm and waits until each is done (its marker is
@@ -59,7 +38,7 @@ pub fn run(
 ) -> Result<()> {
     let script = write_script(key, dir, count, cfg)?;
     let name = job_name(key);
-    let done = |i: usize| finished() || marker(dir, i, count).is_file();
+    let done = |i: usize| finished() || shard_marker(dir, i, count).is_file();
     let mut attempts = vec![0usize; count];
     // The per-task job id last seen in the queue (for sacct and the error message).
     let mut job_of: BTreeMap<usize, String> = BTreeMap::new();
