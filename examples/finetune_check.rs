@@ -31,7 +31,9 @@ fn report(model: &Llama<AB>, tok: &mcts_ps::model::tokenizer::Tokenizer, test: &
         let s = EvalSettings { temperature: temp, top_p: 1.0, max_tokens: 200 };
         let accs: Vec<f64> = (0..runs)
             .map(|r| {
-                accuracy(&run_once(&mut e, test, TaskKind::Arith, Template::Plain, &s, 0, r, || {}).unwrap())
+                accuracy(
+                    &run_once(&mut e, test, TaskKind::Arith, Template::Plain, &[], &s, 0, r, || {}).unwrap(),
+                )
             })
             .collect();
         let (m, se) = mean_se(&accs);

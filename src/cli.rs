@@ -135,7 +135,12 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
     }
     println!("# {} run(s):", loaded.runs.len());
     for run in &loaded.runs {
-        let label = if run.label.is_empty() { "(single run)" } else { &run.label };
+        let label = match (run.label.as_str(), run.seed) {
+            ("", None) => "(single run)".to_string(),
+            ("", Some(s)) => format!("seed {s}"),
+            (l, None) => l.to_string(),
+            (l, Some(s)) => format!("{l}, seed {s}"),
+        };
         let stages = crate::pipeline::run::plan(&run.config);
         println!("#   {label}: {} stages", stages.len());
         let x = &run.config.exp.executor;

@@ -22,7 +22,8 @@ pub fn mcts(loaded: &Loaded) -> Result<()> {
     let base = method::base_model(&mut ctx)?;
     method::resolve_template(&mut ctx, &base)?;
     let e = &cfg.exp;
-    let problems = draw(&ctx.train_pool, e.ours.problems_per_iteration, e.seed, "iteration-problems", &[1]);
+    let problems =
+        draw(&ctx.train_pool, e.ours.problems_per_iteration, ctx.cfg.train_seed, "iteration-problems", &[1]);
     let (key, s) = ours::mcts(&mut ctx, &base, &problems, 1, "iter 1")?;
     let sdir = ctx.store.dir(&key);
     let trees: Vec<RootTree> = read_jsonl(&sdir.join("trees.jsonl"))?;

@@ -32,8 +32,15 @@ fn plan_prints_provenance() {
         out.lines().find(|l| l.starts_with(&format!("#     {kind} "))).unwrap_or_default().to_string()
     };
     assert!(stage("mcts").ends_with("splits into 300 items (problems); runs here"), "{out}");
-    // 300 test problems are 3 blocks of 100 in each of 5 runs.
-    assert!(stage("eval").ends_with("splits into 15 items (blocks of a run); runs here"), "{out}");
+    // 1000 test problems are 10 blocks of 100 in each of 5 runs; the 200 validation problems 2.
+    assert!(stage("eval").ends_with("splits into 50 items (blocks of a run); runs here"), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("eval zero-shot CoT (validation, 5 runs x 200 problems)")
+            && l.ends_with("splits into 10 items (blocks of a run); runs here")),
+        "{out}"
+    );
+    // Three training seeds: three runs of the graph.
+    assert!(out.contains("# 3 run(s):") && out.contains("#   seed 2: 40 stages"), "{out}");
     assert!(stage("train-ours").ends_with("one job"), "{out}");
     // ... and into how many tasks the configured executor runs it.
     let (ok, out, err) = runner(&[
@@ -102,8 +109,9 @@ fn sweep_plan_lists_every_run() {
     // Baselines are found next to the experiments folder or in the working directory.
     let (ok, out, err) = runner(&["plan", copy.to_str().unwrap()]);
     assert!(ok, "{err}");
-    assert!(out.contains("# 4 run(s):"), "{out}");
-    for label in ["mcts.alpha=0.5,mcts.rollouts=8", "mcts.alpha=1,mcts.rollouts=16"] {
+    // 4 sweep points x 3 training seeds.
+    assert!(out.contains("# 12 run(s):"), "{out}");
+    for label in ["mcts.alpha=0.5,mcts.rollouts=8, seed 0", "mcts.alpha=1,mcts.rollouts=16, seed 2"] {
         assert!(out.contains(label), "{out}");
     }
 }

@@ -16,7 +16,7 @@ fn config(dir: &Path, model: &Path, extra: &[&str]) -> mcts_ps::config::Resolved
     std::fs::write(
         &file,
         format!(
-            "name = \"keys\"\nbaselines = []\n[model]\npath = \"{}\"\ncontext = 128\n[task]\nkind = \"arith\"\ntrain_size = 20\ntest_size = 4\n",
+            "name = \"keys\"\nbaselines = []\n[model]\npath = \"{}\"\ncontext = 128\n[task]\nkind = \"arith\"\ntrain_size = 20\ntest_size = 4\n[ours]\nproblems_per_iteration = 2\n",
             model.display()
         ),
     )
@@ -39,9 +39,9 @@ fn keys(
     let mut ctx =
         Ctx::<AB>::new(cfg, &out, Default::default(), burn::tensor::DType::F32, progress()).unwrap();
     let base = method::base_model(&mut ctx).unwrap();
-    let problems = draw(&ctx.train_pool, 2, 0, "iteration-problems", &[1]);
+    let problems = draw(&ctx.train_pool, 2, ctx.cfg.train_seed, "iteration-problems", &[1]);
     let mcts = ours::mcts_key(&ctx, &base, &problems, 1);
-    let eval = method::eval_key(&ctx, &base);
+    let eval = method::eval_key(&ctx, &base, method::Split::Test);
     (base.id, mcts.hash, eval.hash)
 }
 
@@ -66,4 +66,35 @@ fn runtime_settings_change_the_keys_of_a_checkpoint_models_stages() {
     // alpha only weights the records, which the training stage computes: MCTS is shared.
     let k = keys(dir.path(), &model, &["mcts.alpha=0.5"], none);
     assert_eq!(k.1, base.1, "alpha does not change the MCTS key");
+}
+
+#[test]
+fn worked_examples_and_training_seeds_change_the_keys_they_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_llama");
+    let none = |_: &mut mcts_ps::config::Experiment| {};
+    let base = keys(dir.path(), &model, &[], none);
+    // Worked examples change every prompt: MCTS and evaluation.
+    let shots = keys(dir.path(), &model, &["task.shots=2"], none);
+    assert_eq!(shots.0, base.0, "the base model is the same");
+    assert_ne!(shots.1, base.1, "shots: MCTS key");
+    assert_ne!(shots.2, base.2, "shots: eval key");
+    // A training seed changes MCTS (its draws and samples), not the base model's evaluation
+    // (evaluation draws stay on `seed`, so every seed meets the same ones).
+    let mut cfg = config(dir.path(), &model, &["seeds=[0, 7]"]);
+    cfg.train_seed = 7;
+    let out = dir.path().join("results");
+    let mut ctx =
+        Ctx::<AB>::new(cfg, &out, Default::default(), burn::tensor::DType::F32, progress()).unwrap();
+    let b = method::base_model(&mut ctx).unwrap();
+    let problems = draw(&ctx.train_pool, 2, ctx.cfg.train_seed, "iteration-problems", &[1]);
+    assert_ne!(ours::mcts_key(&ctx, &b, &problems, 1).hash, base.1, "seed 7: MCTS key");
+    assert_eq!(method::eval_key(&ctx, &b, method::Split::Test).hash, base.2, "seed 7: eval key");
+    // The validation split is another stage than the test set.
+    let cfg = config(dir.path(), &model, &["task.val_size=4"]);
+    let ctx = Ctx::<AB>::new(cfg, &out, Default::default(), burn::tensor::DType::F32, progress()).unwrap();
+    assert_ne!(
+        method::eval_key(&ctx, &b, method::Split::Validation).hash,
+        method::eval_key(&ctx, &b, method::Split::Test).hash
+    );
 }

@@ -426,3 +426,105 @@ fn slurm_errors_name_the_command() {
     assert!(!out.status.success());
     assert!(err.contains("sbatch") && err.contains("partition"), "{err}");
 }
+
+/// Reads `results/toy/<file>`.
+fn read(p: &Path, file: &str) -> String {
+    std::fs::read_to_string(p.join("results/toy").join(file)).unwrap()
+}
+
+#[test]
+fn empty_training_data_and_one_eval_run_are_warned_about_in_the_log_and_the_table() {
+    // The toy model (seed 3, 40 pretraining steps) solves nothing: RFT keeps no sample, MCTS
+    // scores every child alike (no records, no preference pairs).
+    let p = project("");
+    let sets = ["--set", "ours.iterations=1", "--set", "step_dpo.iterations=1", "--set", "eval.runs=1"];
+    runner(p.path(), &[&["experiments/toy.toml"][..], &sets[..]].concat());
+    let (log, md) = (read(p.path(), "run.log"), read(p.path(), "table.md"));
+    for w in [
+        "rft: 0 of 8 samples were correct on 4 problems (raise rft.samples_per_problem or rft.problems)",
+        "ours iteration 1: MCTS gave 0 training records on 4 problems",
+        "step-DPO iteration 1: 0 preference pairs on 4 problems",
+        "eval.runs = 1: one sampled run per model, so cells have no standard error",
+    ] {
+        assert!(log.contains(&format!("warning: {w}")), "run.log lacks {w:?}:\n{log}");
+        assert!(md.contains(w), "table.md lacks {w:?}:\n{md}");
+    }
+    assert!(md.contains("| Zero-shot-CoT | 0.00 (no SE: eval.runs = 1) |"), "{md}");
+    assert!(!md.contains("± 0.00 |"), "{md}");
+    // A rerun computes nothing and still shows the training stages' warnings.
+    std::fs::remove_file(p.path().join("results/toy/run.log")).unwrap();
+    let again = runner(p.path(), &[&["experiments/toy.toml"][..], &sets[..]].concat());
+    assert!(again.contains("nothing was recomputed"), "{again}");
+    assert!(read(p.path(), "run.log").contains("warning: ours iteration 1: MCTS gave 0 training records"));
+    assert_eq!(read(p.path(), "table.md"), md);
+}
+
+#[test]
+fn seeds_validation_and_compute_matched_rft() {
+    // seeds = [3] is the plain run (seed 3): the same stage folders, nothing recomputed.
+    let p = project("");
+    let fast = ["--set", "ours.iterations=1", "--set", "step_dpo.iterations=1"];
+    runner(p.path(), &[&["experiments/toy.toml"][..], &fast[..]].concat());
+    let plain = read(p.path(), "table.csv");
+    let again =
+        runner(p.path(), &[&["experiments/toy.toml"][..], &fast[..], &["--set", "seeds=[3]"][..]].concat());
+    assert!(again.contains("nothing was recomputed"), "{again}");
+    // Only the seed column differs: it names the seed now.
+    assert_eq!(read(p.path(), "table.csv"), plain.replace("\n,,", "\n,3,"));
+
+    // Two training seeds, a validation split and compute-matched RFT.
+    let q = project("");
+    let sets = [
+        "--set",
+        "seeds=[0, 1]",
+        "--set",
+        "task.val_size=10",
+        "--set",
+        "rft.match_tokens=\"ours\"",
+        "--set",
+        "ours.iterations=1",
+        "--set",
+        "step_dpo.iterations=1",
+    ];
+    runner(q.path(), &[&["experiments/toy.toml"][..], &sets[..]].concat());
+    let md = read(q.path(), "table.md");
+    assert!(md.contains("| Method | tiny on arith | validation |"), "{md}");
+    assert!(
+        md.contains("| RFT (compute-matched) |") && md.contains("mean over 2 training seeds (0, 1)"),
+        "{md}"
+    );
+    assert!(md.contains("chosen on validation") && md.contains("over seeds"), "{md}");
+    let csv = read(q.path(), "table.csv");
+    for seed in ["0", "1", "mean"] {
+        for split in ["test", "validation"] {
+            assert!(csv.contains(&format!("\n,{seed},{split},ours,1,")), "{seed} {split}:\n{csv}");
+        }
+    }
+    // Zero-shot CoT does not depend on the training seed: one evaluation per split. Everything
+    // trained does: two of each.
+    let cache = q.path().join("results/toy/cache");
+    let kinds: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().rsplit_once('-').unwrap().0.to_string())
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("pretrain"), 1, "{kinds:?}");
+    assert_eq!(count("mcts"), 2, "{kinds:?}");
+    assert_eq!(count("rft"), 4, "RFT and matched RFT per seed: {kinds:?}");
+    // 2 zero-shot + per seed: RFT, matched RFT, ours 1, step-DPO 1, each on 2 splits.
+    assert_eq!(count("eval"), 2 + 2 * 4 * 2, "{kinds:?}");
+    // The matched RFT stage generated at least the tokens of its seed's first MCTS iteration.
+    let runs: serde_json::Value = serde_json::from_str(&read(q.path(), "runs.json")).unwrap();
+    for run in runs["runs"].as_array().unwrap() {
+        let cost = |m: &str| {
+            let r = run["rows"].as_array().unwrap().iter().find(|r| r["method"] == m).unwrap();
+            r["cost"]["data_tokens"].as_u64().unwrap()
+        };
+        let (mcts, matched, rft) = (cost("ours"), cost("rft_matched"), cost("rft"));
+        assert!(
+            matched >= mcts && matched > rft,
+            "seed {}: matched {matched}, mcts {mcts}, rft {rft}",
+            run["seed"]
+        );
+    }
+}

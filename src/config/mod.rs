@@ -32,6 +32,8 @@ pub const KNOWN_BASELINES: &[&str] = &["zero_shot_cot", "rft", "step_dpo"];
 pub struct Run {
     /// `key=value` pairs of the sweep point ("" without a sweep).
     pub label: String,
+    /// The training seed when the experiment lists `seeds` (`config.train_seed`), else `None`.
+    pub seed: Option<u64>,
     /// The validated configuration.
     pub config: Resolved,
     /// All layers merged, for provenance.
@@ -105,7 +107,16 @@ pub fn load_str(path: &Path, text: &str, sets: &[String], env: &[(String, String
         };
         let exp: Experiment = fig.extract().map_err(|e| layers::figment_error(&fig, e))?;
         let config = resolve::resolve(exp, &fig, &label)?;
-        runs.push(Run { label, config, figment: fig });
+        // `seeds`: the same sweep point once per training seed.
+        if config.exp.seeds.is_empty() {
+            runs.push(Run { label, seed: None, config, figment: fig });
+        } else {
+            for &s in &config.exp.seeds {
+                let mut c = config.clone();
+                c.train_seed = s;
+                runs.push(Run { label: label.clone(), seed: Some(s), config: c, figment: fig.clone() });
+            }
+        }
     }
     Ok(Loaded { path: path.to_path_buf(), runs })
 }

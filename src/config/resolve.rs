@@ -46,6 +46,8 @@ pub struct Resolved {
     pub exp: Experiment,
     /// Sweep label ("" without a sweep).
     pub label: String,
+    /// The seed of this run's data draws, MCTS and training: one of `seeds`, or `seed`.
+    pub train_seed: u64,
     /// Base model.
     pub model: ModelSource,
     /// Prompt template; `None` = decide from the tokenizer ("auto").
@@ -341,6 +343,16 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.at_least("rft.problems", e.rft.problems, 1)?;
     c.at_least("rft.samples_per_problem", e.rft.samples_per_problem, 1)?;
     c.non_negative("rft.temperature", e.rft.temperature)?;
+    if !["", "ours"].contains(&e.rft.match_tokens.as_str()) {
+        return Err(c.fail("rft.match_tokens", format!("{:?}", e.rft.match_tokens), "\"\" or \"ours\""));
+    }
+    if e.rft.match_tokens == "ours" && !e.baselines.iter().any(|b| b == "rft") {
+        return Err(c.fail("rft.match_tokens", "\"ours\" without the rft baseline", "\"rft\" in baselines"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = e.seeds.iter().find(|s| !seen.insert(**s)) {
+        return Err(c.fail("seeds", format!("{:?} (seed {dup} twice)", e.seeds), "distinct seeds"));
+    }
     c.at_least("step_dpo.iterations", e.step_dpo.iterations, 1)?;
     c.at_least("step_dpo.problems_per_iteration", e.step_dpo.problems_per_iteration, 1)?;
     c.positive("step_dpo.beta", e.step_dpo.beta)?;
@@ -356,5 +368,13 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
     c.at_least("executor.slurm.tasks", e.executor.slurm.tasks, 1)?;
     c.positive("executor.slurm.poll_seconds", e.executor.slurm.poll_seconds)?;
 
-    Ok(Resolved { label: label.to_string(), model, template, train_data, test_data, exp })
+    if !e.eval.test && e.task.val_size == 0 {
+        return Err(c.fail(
+            "eval.test",
+            "false with task.val_size = 0",
+            "true, or a validation split (task.val_size > 0)",
+        ));
+    }
+    let train_seed = exp.seed;
+    Ok(Resolved { label: label.to_string(), train_seed, model, template, train_data, test_data, exp })
 }

@@ -19,6 +19,10 @@ pub struct Experiment {
     pub name: String,
     /// Root of every RNG stream.
     pub seed: u64,
+    /// Training seeds: every method reruns once per seed (data draws, MCTS, training); the
+    /// test set, the validation split, pretraining and evaluation draws stay on `seed`.
+    /// Empty = one run on `seed`.
+    pub seeds: Vec<u64>,
     /// Where results folders go.
     pub out_dir: String,
     /// Baseline pipelines to run beside ours.
@@ -158,6 +162,10 @@ pub struct Task {
     pub train_size: usize,
     /// Test set size (0 = all).
     pub test_size: usize,
+    /// Validation problems taken out of the training pool (0 = none).
+    pub val_size: usize,
+    /// Worked examples from the training pool shown before every question (0 = zero-shot).
+    pub shots: usize,
     /// `[task.arith]`.
     pub arith: ArithSpec,
 }
@@ -267,6 +275,9 @@ pub struct Rft {
     pub samples_per_problem: usize,
     /// Sampling temperature.
     pub temperature: f64,
+    /// "ours": also a compute-matched RFT row whose sampling budget is the tokens of ours'
+    /// first MCTS iteration; "" = none.
+    pub match_tokens: String,
 }
 
 /// `[step_dpo]`.
@@ -295,6 +306,8 @@ pub struct Eval {
     pub top_p: f64,
     /// New tokens per solution.
     pub max_tokens: usize,
+    /// Evaluate on the test set (false: validation only, for tuning sweeps).
+    pub test: bool,
 }
 
 /// Where shardable stages run.

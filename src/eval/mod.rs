@@ -51,6 +51,7 @@ pub fn run_once<B: InferBackend>(
     problems: &[Problem],
     kind: TaskKind,
     template: Template,
+    shots: &[crate::task::prompt::Shot],
     s: &EvalSettings,
     seed: u64,
     run: u64,
@@ -58,7 +59,7 @@ pub fn run_once<B: InferBackend>(
 ) -> Result<Vec<Outcome>> {
     let mut reqs = Vec::with_capacity(problems.len());
     for p in problems {
-        let prompt = encode_prompt(&engine.tokenizer, template, kind, &p.question)?;
+        let prompt = encode_prompt(&engine.tokenizer, template, shots, kind, &p.question)?;
         let max = s.max_tokens.min(engine.capacity().saturating_sub(prompt.len() + 1)).max(1);
         reqs.push(Request {
             prompt,

@@ -8,14 +8,15 @@ pub use engine::{Completion, Engine, Finish, Request, Stats, Stop};
 
 use crate::error::Result;
 use crate::model::tokenizer::Tokenizer;
-use crate::task::prompt::{render, Template};
+use crate::task::prompt::{render_shots, Shot, Template};
 use crate::task::TaskKind;
 
-/// Token ids of the prompt for `question`: the rendered template, preceded by the BOS token
-/// for the plain template (chat templates write their own).
+/// Token ids of the prompt for `question` after the worked examples `shots`: the rendered
+/// template, preceded by the BOS token for the plain template (chat templates write their own).
 pub fn encode_prompt(
     tok: &Tokenizer,
     template: Template,
+    shots: &[Shot],
     kind: TaskKind,
     question: &str,
 ) -> Result<Vec<u32>> {
@@ -23,6 +24,6 @@ pub fn encode_prompt(
     if template == Template::Plain {
         ids.extend(tok.bos);
     }
-    ids.extend(tok.encode(&render(template, kind, question))?);
+    ids.extend(tok.encode(&render_shots(template, kind, shots, question))?);
     Ok(ids)
 }

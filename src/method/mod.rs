@@ -57,6 +57,9 @@ pub struct ModelSummary {
     /// Tokens generated to make the training data (sampling), if any.
     #[serde(default)]
     pub data_tokens: u64,
+    /// What went wrong without stopping the run (no data to train on); the table shows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ModelSummary {
@@ -77,6 +80,7 @@ impl ModelSummary {
             final_loss: rep.final_loss,
             seconds: started.elapsed().as_secs_f64(),
             data_tokens,
+            warnings: Vec::new(),
         }
     }
 }
@@ -104,6 +108,32 @@ where
     let ckpt = dir.join("checkpoint");
     save_checkpoint(&model, tok, &ckpt)?;
     Ok((ckpt, rep))
+}
+
+/// A training stage with no examples: the model is saved unchanged (so the stages after it
+/// run, on the previous model) and the summary carries `warning`, which run.log and the table
+/// show.
+#[allow(clippy::too_many_arguments)]
+pub fn save_untrained<AB: AutodiffBackend>(
+    ctx: &mut Ctx<AB>,
+    model: Llama<AB>,
+    tok: &Tokenizer,
+    dir: &Path,
+    key: &Key,
+    started: std::time::Instant,
+    data_tokens: u64,
+    warning: String,
+) -> Result<ModelSummary>
+where
+    AB::InnerBackend: InferBackend,
+{
+    ctx.warn(&warning);
+    let ckpt = dir.join("checkpoint");
+    save_checkpoint(&model, tok, &ckpt)?;
+    let rep = Report { steps: 0, final_loss: 0.0, ..Default::default() };
+    let mut s = ModelSummary::trained(key, ckpt, 0, &rep, started, data_tokens);
+    s.warnings.push(warning);
+    Ok(s)
 }
 
 /// Loads a model for inference.
@@ -246,6 +276,7 @@ where
                         final_loss: rep.final_loss,
                         seconds: t0.elapsed().as_secs_f64(),
                         data_tokens: 0,
+                        warnings: Vec::new(),
                     })
                 })?;
             Ok(s.model)
@@ -257,16 +288,40 @@ where
 /// (a fixed size, so the items never depend on the number of shards).
 pub const EVAL_BLOCK: usize = 100;
 
-/// The key of the evaluation stage of `model`.
-pub fn eval_key<AB: AutodiffBackend>(ctx: &Ctx<AB>, model: &ModelRef) -> Key
+/// Which problems an evaluation stage solves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The test set, graded as the test task.
+    Test,
+    /// The validation problems taken out of the training pool (`task.val_size`), graded as
+    /// the training task: what sweeps and any tuning read.
+    Validation,
+}
+
+impl Split {
+    /// The problems and their grader.
+    pub fn problems<AB: AutodiffBackend>(self, ctx: &Ctx<AB>) -> (&[Problem], crate::task::TaskKind)
+    where
+        AB::InnerBackend: InferBackend,
+    {
+        match self {
+            Split::Test => (&ctx.test_set, ctx.test_kind),
+            Split::Validation => (&ctx.val_set, ctx.train_kind),
+        }
+    }
+}
+
+/// The key of the evaluation stage of `model` on `split` (the problems are part of the key, so
+/// the two splits never share a stage).
+pub fn eval_key<AB: AutodiffBackend>(ctx: &Ctx<AB>, model: &ModelRef, split: Split) -> Key
 where
     AB::InnerBackend: InferBackend,
 {
     let e = &ctx.cfg.exp;
     let settings =
         EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
-    let questions: Vec<(&str, &str)> =
-        ctx.test_set.iter().map(|p| (p.question.as_str(), p.answer.as_str())).collect();
+    let (set, kind) = split.problems(ctx);
+    let questions: Vec<(&str, &str)> = set.iter().map(|p| (p.question.as_str(), p.answer.as_str())).collect();
     Key::new(
         "eval",
         &(
@@ -274,20 +329,22 @@ where
             &settings,
             e.eval.runs,
             e.seed,
-            ctx.test_kind,
-            &e.model.template,
+            kind,
+            ctx.prompt_key(),
             Key::new("test", &questions).hash,
         ),
     )
 }
 
-/// Evaluates `model` on the test set: `eval.runs` sampled runs, each problem with its own
-/// stream `(seed, "eval", [run, problem])`, so every method meets the same draws. Outcomes go
-/// to `eval.jsonl`; each finished run is kept, so an interrupted evaluation resumes.
+/// Evaluates `model` on `split`: `eval.runs` sampled runs, each problem with its own stream
+/// `(seed, "eval", [run, problem])` (the experiment's seed, never a training seed), so every
+/// method meets the same draws. Outcomes go to `eval.jsonl`; each finished block of a run is
+/// kept, so an interrupted evaluation resumes.
 pub fn evaluate<AB: AutodiffBackend>(
     ctx: &mut Ctx<AB>,
     model: &ModelRef,
     label: &str,
+    split: Split,
 ) -> Result<(Key, EvalSummary)>
 where
     AB::InnerBackend: InferBackend,
@@ -295,16 +352,18 @@ where
     let e = &ctx.cfg.exp;
     let settings =
         EvalSettings { temperature: e.eval.temperature, top_p: e.eval.top_p, max_tokens: e.eval.max_tokens };
-    let key = eval_key(ctx, model);
+    let key = eval_key(ctx, model, split);
     let runs = e.eval.runs;
-    let blocks = ctx.test_set.len().div_ceil(EVAL_BLOCK).max(1);
+    let (set, kind) = split.problems(ctx);
+    let set = set.to_vec();
+    let blocks = set.len().div_ceil(EVAL_BLOCK).max(1);
     ctx.shard_out(&key, runs * blocks, &format!("eval {label}"))?;
     let shard = crate::pipeline::shard().cloned();
     let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
         // Loaded at the first block left to compute (merging shards' runs needs no model).
         let mut eng = None;
-        let n = ctx.test_set.len();
+        let n = set.len();
         let bar = ctx.bar((runs * n) as u64, &format!("eval {label}"));
         let mut accuracies = Vec::with_capacity(runs);
         let mut all = Vec::new();
@@ -332,13 +391,13 @@ where
                 let t = ctx.template.expect("set by engine()");
                 // One call over all the blocks to compute (the engine's batches stay full);
                 // outcomes never depend on what is decoded beside them.
-                let problems: Vec<Problem> =
-                    mine.iter().flat_map(|&b| ctx.test_set[range(b)].to_vec()).collect();
+                let problems: Vec<Problem> = mine.iter().flat_map(|&b| set[range(b)].to_vec()).collect();
                 let o = run_once(
                     eng.as_mut().expect("loaded above"),
                     &problems,
-                    ctx.test_kind,
+                    kind,
                     t,
+                    &ctx.shots,
                     &settings,
                     ctx.cfg.exp.seed,
                     run,
@@ -397,7 +456,7 @@ where
         warmup_steps: t.warmup_steps,
         grad_clip: t.grad_clip,
         min_lr_frac: 0.1,
-        seed: ctx.cfg.exp.seed,
+        seed: ctx.cfg.train_seed,
         purpose: purpose.to_string(),
         max_steps: None,
         stop_after: None,
@@ -414,7 +473,7 @@ where
         crate::config::schema::TrainMode::Full => model,
         crate::config::schema::TrainMode::Lora => {
             let id = u64::from_str_radix(&Key::new("lora", &purpose).hash, 16).expect("hex digest");
-            let seed = Stream::new(ctx.cfg.exp.seed, "lora-init", &[id]).next_u64();
+            let seed = Stream::new(ctx.cfg.train_seed, "lora-init", &[id]).next_u64();
             crate::train::lora::add_lora(model, t.lora_rank, t.lora_alpha, &t.lora_targets, seed)
         }
     }
@@ -471,16 +530,18 @@ where
 
 /// Token ids of `prompt(question) + partial + continuation` and where the continuation starts.
 /// A final continuation ends with end-of-sequence, any other with the step separator.
+#[allow(clippy::too_many_arguments)]
 pub fn continuation_tokens(
     tok: &Tokenizer,
     template: crate::task::prompt::Template,
+    shots: &[crate::task::prompt::Shot],
     kind: crate::task::TaskKind,
     question: &str,
     partial: &str,
     continuation: &str,
     is_final: bool,
 ) -> Result<(Vec<u32>, usize)> {
-    let mut t = crate::infer::encode_prompt(tok, template, kind, question)?;
+    let mut t = crate::infer::encode_prompt(tok, template, shots, kind, question)?;
     t.extend(tok.encode(partial)?);
     let start = t.len();
     if is_final {

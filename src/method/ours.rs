@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::fit_and_save;
 use super::policy::EnginePolicy;
 use super::{
-    continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, train_settings, write_jsonl,
-    ModelSummary,
+    continuation_tokens, engine, load_train, prepare_for_training, read_jsonl, save_untrained,
+    train_settings, write_jsonl, ModelSummary,
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
@@ -70,10 +70,10 @@ where
         &(
             &model.id,
             &m,
-            e.seed,
+            ctx.cfg.train_seed,
             iteration,
             ctx.train_kind,
-            &e.model.template,
+            ctx.prompt_key(),
             Key::new("problems", &ids).hash,
         ),
     )
@@ -111,10 +111,11 @@ where
             let mut eng = engine(ctx, model)?;
             let template = ctx.template.expect("set by engine()");
             let cfg = ctx.cfg.exp.mcts.clone();
-            let search = Search { cfg: &cfg, kind: ctx.train_kind, seed: ctx.cfg.exp.seed, iteration };
+            let search = Search { cfg: &cfg, kind: ctx.train_kind, seed: ctx.cfg.train_seed, iteration };
             let bar = ctx.bar(problems.len() as u64, &format!("mcts {label}"));
             bar.set_position(done.len() as u64);
-            let mut policy = EnginePolicy::new(&mut eng, template, ctx.train_kind);
+            let shots = ctx.shots.clone();
+            let mut policy = EnginePolicy::new(&mut eng, template, &shots, ctx.train_kind);
             search.run(&mut policy, problems, &done, |r: ProblemResult| {
                 let json = serde_json::to_string(&r).expect("serialisable");
                 crate::util::write_atomic(&parts.join(format!("{}.json", r.problem)), json.as_bytes())?;
@@ -186,7 +187,7 @@ where
     let e = &ctx.cfg.exp;
     let key = Key::new(
         "train-ours",
-        &(&prev.id, &mcts.hash, e.mcts.alpha, e.ours.beta, &e.train, e.seed, iteration),
+        &(&prev.id, &mcts.hash, e.mcts.alpha, e.ours.beta, &e.train, ctx.cfg.train_seed, iteration),
     );
     ctx.job_out(&key, &format!("train ours iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
@@ -208,6 +209,7 @@ where
                     let (tokens, loss_from) = continuation_tokens(
                         &tok,
                         template,
+                        &ctx.shots,
                         ctx.train_kind,
                         questions[&r.problem],
                         &r.partial,
@@ -217,6 +219,15 @@ where
                     Ok(Example { tokens, loss_from, weight: r.r as f32 })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            if examples.is_empty() {
+                let w = format!(
+                    "ours iteration {iteration}: MCTS gave 0 training records on {} problems (every child of \
+                     every root scored the same; raise mcts.rollouts or ours.problems_per_iteration): the \
+                     model is the previous iteration's, untrained",
+                    problems.len()
+                );
+                return save_untrained(ctx, model, &tok, dir, &key, t0, 0, w);
+            }
             let purpose = format!("ours-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
             let settings = train_settings(ctx, &purpose);

@@ -16,6 +16,8 @@ pub struct EnginePolicy<'a, B: InferBackend> {
     pub engine: &'a mut Engine<B>,
     /// Prompt format.
     pub template: Template,
+    /// Worked examples before each question.
+    pub shots: &'a [crate::task::prompt::Shot],
     /// Task kind (prompt instruction).
     pub kind: TaskKind,
     prompts: HashMap<String, Vec<u32>>,
@@ -25,13 +27,18 @@ pub struct EnginePolicy<'a, B: InferBackend> {
 
 impl<'a, B: InferBackend> EnginePolicy<'a, B> {
     /// A policy over `engine`.
-    pub fn new(engine: &'a mut Engine<B>, template: Template, kind: TaskKind) -> Self {
-        Self { engine, template, kind, prompts: HashMap::new(), on_sample: Box::new(|| {}) }
+    pub fn new(
+        engine: &'a mut Engine<B>,
+        template: Template,
+        shots: &'a [crate::task::prompt::Shot],
+        kind: TaskKind,
+    ) -> Self {
+        Self { engine, template, shots, kind, prompts: HashMap::new(), on_sample: Box::new(|| {}) }
     }
 
     fn tokens(&mut self, question: &str, partial: &str) -> Result<Vec<u32>> {
         if !self.prompts.contains_key(question) {
-            let p = encode_prompt(&self.engine.tokenizer, self.template, self.kind, question)?;
+            let p = encode_prompt(&self.engine.tokenizer, self.template, self.shots, self.kind, question)?;
             self.prompts.insert(question.to_string(), p);
         }
         let mut t = self.prompts[question].clone();

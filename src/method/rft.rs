@@ -7,7 +7,9 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::fit_and_save;
-use super::{draw, engine, load_train, prepare_for_training, train_settings, write_jsonl, ModelSummary};
+use super::{
+    draw, engine, load_train, prepare_for_training, save_untrained, train_settings, write_jsonl, ModelSummary,
+};
 use crate::error::Result;
 use crate::infer::{encode_prompt, Request, Stop};
 use crate::model::backend::InferBackend;
@@ -35,23 +37,42 @@ struct Drawn {
     tokens: u64,
 }
 
-/// Samples, filters and fine-tunes; returns the RFT model.
-pub fn rft<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, base: &ModelRef) -> Result<ModelRef>
+/// Most samples a problem draws under a token budget (a problem whose samples are all short
+/// would otherwise draw without end).
+pub const MAX_MATCHED_SAMPLES: usize = 64;
+
+/// Samples, filters and fine-tunes; returns the RFT model. With `budget` (compute-matched RFT,
+/// `rft.match_tokens`), each problem draws rounds of `samples_per_problem` samples until it
+/// has generated `budget / problems` tokens (at most [`MAX_MATCHED_SAMPLES`]); every sample
+/// keeps its own stream, so the draws never depend on batching or sharding.
+pub fn rft<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, base: &ModelRef, budget: Option<u64>) -> Result<ModelRef>
 where
     AB::InnerBackend: InferBackend,
 {
     let e = ctx.cfg.exp.clone();
-    let problems = draw(&ctx.train_pool, e.rft.problems, e.seed, "rft-problems", &[]);
+    let problems = draw(&ctx.train_pool, e.rft.problems, ctx.cfg.train_seed, "rft-problems", &[]);
     let ids: Vec<u64> = problems.iter().map(|p| p.id).collect();
-    let key = Key::new(
-        "rft",
-        &(&base.id, &e.rft, &ids, e.eval.max_tokens, &e.train, e.seed, &e.model.template, ctx.train_kind),
+    let inputs = (
+        &base.id,
+        &RftKey::of(&e.rft),
+        &ids,
+        e.eval.max_tokens,
+        &e.train,
+        ctx.cfg.train_seed,
+        ctx.prompt_key(),
+        ctx.train_kind,
     );
+    let key = match budget {
+        None => Key::new("rft", &inputs),
+        Some(b) => Key::new("rft", &(&inputs, "matched", b)),
+    };
+    let name = if budget.is_some() { "rft matched" } else { "rft" };
+    let per_problem = budget.map(|b| b.div_ceil(problems.len().max(1) as u64));
     // Sampling splits by problem (each problem's draws are its own file under samples/);
     // the filtering and the fine-tuning are one job.
-    ctx.shard_out(&key, problems.len(), "rft sample")?;
-    ctx.job_out(&key, "rft")?;
-    let s: ModelSummary = ctx.stage(&key, "rft", |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
+    ctx.shard_out(&key, problems.len(), &format!("{name} sample"))?;
+    ctx.job_out(&key, name)?;
+    let s: ModelSummary = ctx.stage(&key, name, |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
         let parts = dir.join("samples");
         std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
@@ -67,36 +88,62 @@ where
         if !todo.is_empty() {
             let mut eng = engine(ctx, base)?;
             let template = ctx.template.expect("set by engine()");
-            let bar = ctx.bar((todo.len() * k) as u64, "rft sample");
+            let bar = ctx.bar((todo.len() * k) as u64, &format!("{name} sample"));
             // Problems go to the engine in groups, each written when done, so an interrupted
             // stage resumes at the group; grouping never changes a draw.
             let group = (4 * e.infer.batch_size).div_ceil(k).max(1);
             for chunk in todo.chunks(group) {
-                let mut reqs = Vec::with_capacity(chunk.len() * k);
-                for p in chunk {
-                    let prompt = encode_prompt(&eng.tokenizer, template, ctx.train_kind, &p.question)?;
-                    let room = eng.capacity().saturating_sub(prompt.len() + 1).max(1);
-                    for j in 0..k {
-                        reqs.push(Request {
-                            prompt: prompt.clone(),
-                            max_new_tokens: e.eval.max_tokens.min(room),
-                            temperature: e.rft.temperature,
-                            top_p: 1.0,
-                            stop: Stop::Eos,
-                            rng: Stream::new(e.seed, "rft-sample", &[p.id, j as u64]),
+                let prompts = chunk
+                    .iter()
+                    .map(|p| encode_prompt(&eng.tokenizer, template, &ctx.shots, ctx.train_kind, &p.question))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut draws: Vec<Vec<Drawn>> = vec![Vec::new(); chunk.len()];
+                // Rounds of k samples per problem: one round without a budget; with one, until
+                // each problem's tokens reach its share.
+                loop {
+                    let mut reqs = Vec::new();
+                    let mut owner = Vec::new();
+                    for (i, (p, prompt)) in chunk.iter().zip(&prompts).enumerate() {
+                        let used: u64 = draws[i].iter().map(|d| d.tokens).sum();
+                        let more = match per_problem {
+                            None => draws[i].is_empty(),
+                            Some(b) => used < b && draws[i].len() < MAX_MATCHED_SAMPLES,
+                        };
+                        if !more {
+                            continue;
+                        }
+                        let room = eng.capacity().saturating_sub(prompt.len() + 1).max(1);
+                        let from = draws[i].len();
+                        let to = if per_problem.is_some() {
+                            (from + k).min(MAX_MATCHED_SAMPLES.max(k))
+                        } else {
+                            k
+                        };
+                        for j in from..to {
+                            reqs.push(Request {
+                                prompt: prompt.clone(),
+                                max_new_tokens: e.eval.max_tokens.min(room),
+                                temperature: e.rft.temperature,
+                                top_p: 1.0,
+                                stop: Stop::Eos,
+                                rng: Stream::new(ctx.cfg.train_seed, "rft-sample", &[p.id, j as u64]),
+                            });
+                            owner.push(i);
+                        }
+                    }
+                    if reqs.is_empty() {
+                        break;
+                    }
+                    let outs = eng.generate(reqs, || bar.inc(1))?;
+                    for (i, c) in owner.into_iter().zip(outs) {
+                        draws[i].push(Drawn {
+                            text: c.text.clone(),
+                            tokens: c.tokens.len() as u64 + u64::from(c.finish == crate::infer::Finish::Eos),
                         });
                     }
                 }
-                let outs = eng.generate(reqs, || bar.inc(1))?;
-                for (p, draws) in chunk.iter().zip(outs.chunks(k)) {
-                    let draws: Vec<Drawn> = draws
-                        .iter()
-                        .map(|c| Drawn {
-                            text: c.text.clone(),
-                            tokens: c.tokens.len() as u64 + u64::from(c.finish == crate::infer::Finish::Eos),
-                        })
-                        .collect();
-                    let json = serde_json::to_string(&draws).expect("serialisable");
+                for (p, d) in chunk.iter().zip(&draws) {
+                    let json = serde_json::to_string(d).expect("serialisable");
                     crate::util::write_atomic(&part(p), json.as_bytes())?;
                 }
             }
@@ -136,13 +183,24 @@ where
                 continue;
             }
             let p = problems.iter().find(|p| p.id == s.problem).expect("sampled problem");
-            let mut tokens = encode_prompt(&tok, template, ctx.train_kind, &p.question)?;
+            let mut tokens = encode_prompt(&tok, template, &ctx.shots, ctx.train_kind, &p.question)?;
             let loss_from = tokens.len();
             tokens.extend(tok.encode(&s.solution)?);
             tokens.extend(tok.eos.first());
             examples.push(Example { tokens, loss_from, weight: 1.0 });
         }
         write_jsonl(&dir.join("samples.jsonl"), &samples)?;
+        if examples.is_empty() {
+            let w = format!(
+                "{name}: 0 of {} samples were correct on {} problems (raise rft.samples_per_problem or \
+                 rft.problems): the model is the base model, untrained",
+                samples.len(),
+                problems.len()
+            );
+            let mut s = save_untrained(ctx, model, &tok, dir, &key, t0, data_tokens, w)?;
+            s.seconds += crate::pipeline::shard_seconds(dir);
+            return Ok(s);
+        }
         let model = prepare_for_training(ctx, model, "rft-train");
         let settings = train_settings(ctx, "rft-train");
         let objective = Objective::Nll(&examples);
@@ -153,4 +211,19 @@ where
         Ok(s)
     })?;
     Ok(s.model)
+}
+
+/// The `[rft]` settings that change the paper's RFT stage (`match_tokens` adds another stage,
+/// it does not change this one): serialised as `[rft]` was before that key existed.
+#[derive(serde::Serialize)]
+struct RftKey {
+    problems: usize,
+    samples_per_problem: usize,
+    temperature: f64,
+}
+
+impl RftKey {
+    fn of(r: &crate::config::schema::Rft) -> Self {
+        Self { problems: r.problems, samples_per_problem: r.samples_per_problem, temperature: r.temperature }
+    }
 }

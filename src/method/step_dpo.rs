@@ -10,7 +10,8 @@ use burn::tensor::backend::AutodiffBackend;
 use super::fit_and_save;
 use super::ours::trees;
 use super::{
-    continuation_tokens, load_train, prepare_for_training, train_settings, write_jsonl, ModelSummary,
+    continuation_tokens, load_train, prepare_for_training, save_untrained, train_settings, write_jsonl,
+    ModelSummary,
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
@@ -34,7 +35,7 @@ where
     let e = &ctx.cfg.exp;
     let key = Key::new(
         "train-dpo",
-        &(&prev.id, &mcts.hash, e.step_dpo.beta, e.step_dpo.lr, &e.train, e.seed, iteration),
+        &(&prev.id, &mcts.hash, e.step_dpo.beta, e.step_dpo.lr, &e.train, ctx.cfg.train_seed, iteration),
     );
     ctx.job_out(&key, &format!("train step-DPO iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
@@ -53,9 +54,9 @@ where
                 let Some((c, r)) = preference_pair(&t) else { continue };
                 let q = questions[&t.problem];
                 let (ct, start) =
-                    continuation_tokens(&tok, template, ctx.train_kind, q, &t.partial, &c.step, c.is_final)?;
+                    continuation_tokens(&tok, template, &ctx.shots, ctx.train_kind, q, &t.partial, &c.step, c.is_final)?;
                 let (rt, _) =
-                    continuation_tokens(&tok, template, ctx.train_kind, q, &t.partial, &r.step, r.is_final)?;
+                    continuation_tokens(&tok, template, &ctx.shots, ctx.train_kind, q, &t.partial, &r.step, r.is_final)?;
                 pairs.push(Pair {
                     prompt: ct[..start].to_vec(),
                     chosen: ct[start..].to_vec(),
@@ -67,6 +68,15 @@ where
             }));
             }
             write_jsonl(&dir.join("pairs.jsonl"), &shown)?;
+            if pairs.is_empty() {
+                let w = format!(
+                    "step-DPO iteration {iteration}: 0 preference pairs on {} problems (no root had a \
+                     correct and an incorrect child; raise mcts.rollouts or step_dpo.problems_per_iteration): \
+                     the model is the previous iteration's, untrained",
+                    problems.len()
+                );
+                return save_untrained(ctx, model, &tok, dir, &key, t0, 0, w);
+            }
             let purpose = format!("dpo-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
             let mut settings = train_settings(ctx, &purpose);

@@ -3,6 +3,7 @@
 //! `method/`.
 
 pub mod executor;
+pub mod graph;
 pub mod run;
 pub mod slurm;
 pub mod store;
@@ -23,7 +24,7 @@ use crate::config::{DataSource, Resolved};
 use crate::error::{Error, Result};
 use crate::model::backend::InferBackend;
 use crate::task::arith::{generate_pool, Pool};
-use crate::task::prompt::Template;
+use crate::task::prompt::{Shot, Template};
 use crate::task::{gsm8k, math, Problem, TaskKind};
 
 /// A model produced by a stage or given by the user.
@@ -33,6 +34,21 @@ pub struct ModelRef {
     pub id: String,
     /// A checkpoint folder or a `.gguf` file.
     pub path: PathBuf,
+}
+
+/// The prompt's part of a stage key (see [`Ctx::prompt_key`]).
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum PromptKey<'a> {
+    /// Zero-shot: the configured template name.
+    Template(&'a str),
+    /// With worked examples.
+    Shots {
+        /// The configured template name.
+        template: &'a str,
+        /// The examples, in prompt order.
+        shots: &'a [Shot],
+    },
 }
 
 /// Counters of one pipeline invocation.
@@ -144,10 +160,16 @@ where
     pub device: burn::tensor::Device<AB::InnerBackend>,
     /// Weight/activation type.
     pub dtype: DType,
-    /// Training pool.
+    /// Training pool (without the validation problems and the worked examples).
     pub train_pool: Vec<Problem>,
+    /// Validation problems (`task.val_size`), taken out of the training pool.
+    pub val_set: Vec<Problem>,
     /// Test set.
     pub test_set: Vec<Problem>,
+    /// Worked examples shown before every question (`task.shots`).
+    pub shots: Vec<Shot>,
+    /// Warnings about the inputs (run.log and the table show them).
+    pub warnings: Vec<String>,
     /// Grader of the training task.
     pub train_kind: TaskKind,
     /// Grader of the test task.
@@ -162,6 +184,119 @@ where
     remote: std::collections::HashSet<String>,
     log: Option<std::fs::File>,
     started: Instant,
+}
+
+/// The problems of one run after the validation split and the worked examples are taken out
+/// of the training pool.
+#[derive(Clone, Debug)]
+pub struct Problems {
+    /// What methods draw their training problems from.
+    pub train: Vec<Problem>,
+    /// `task.val_size` problems of the pool, drawn by `(seed, "validation")`.
+    pub val: Vec<Problem>,
+    /// The test set.
+    pub test: Vec<Problem>,
+    /// `task.shots` problems of the pool with reference solutions, drawn by `(seed, "shots")`.
+    pub shots: Vec<Shot>,
+    /// Inputs that are accepted but deserve a word (a test set shorter than asked for).
+    pub warnings: Vec<String>,
+}
+
+/// Loads the problem sets, splits off validation and worked examples, and checks that the pool
+/// covers every draw the configuration makes. Both splits use the experiment's `seed` (not a
+/// training seed), so every training seed meets the same validation and test problems.
+pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
+    let (mut train, test) = problem_sets(cfg)?;
+    let e = &cfg.exp;
+    let t = &e.task;
+    let pool_desc = match &cfg.train_data {
+        DataSource::Arith => format!("task.train_size = {}", t.train_size),
+        DataSource::File(_, p) => {
+            format!("{}, task.train_path, task.train_size = {}", p.display(), t.train_size)
+        }
+    };
+    if train.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: the training pool is empty; expected at least one problem",
+            pool_desc
+        )));
+    }
+    let mut warnings = Vec::new();
+    if e.eval.runs == 1 {
+        warnings.push(
+            "eval.runs = 1: one sampled run per model, so cells have no standard error over runs".to_string(),
+        );
+    }
+    if t.test_size > 0 && test.len() < t.test_size {
+        warnings.push(format!(
+            "task.test_size = {} but the test set has only {} problems: the table is over {}",
+            t.test_size,
+            test.len(),
+            test.len()
+        ));
+    }
+    let take = |pool: &mut Vec<Problem>, k: usize, purpose: &str| -> Vec<Problem> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let picked = crate::method::draw(pool, k.min(pool.len()), e.seed, purpose, &[]);
+        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
+        pool.retain(|p| !ids.contains(&p.id));
+        picked
+    };
+    let pool_len = train.len();
+    if t.shots + t.val_size >= pool_len {
+        return Err(Error::Other(format!(
+            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({});              expected fewer, leaving problems to train on",
+            t.shots,
+            t.val_size,
+            t.shots + t.val_size,
+            pool_len,
+            pool_desc
+        )));
+    }
+    let shots: Vec<Shot> = {
+        let with_solution: Vec<Problem> = train.iter().filter(|p| p.solution.is_some()).cloned().collect();
+        if t.shots > with_solution.len() {
+            return Err(Error::Other(format!(
+                "task.shots = {}: the training pool has {} problems with reference solutions; expected at least {}",
+                t.shots,
+                with_solution.len(),
+                t.shots
+            )));
+        }
+        let mut pool = with_solution;
+        let picked = take(&mut pool, t.shots, "shots");
+        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
+        train.retain(|p| !ids.contains(&p.id));
+        picked
+            .into_iter()
+            .map(|p| Shot { question: p.question, solution: p.solution.expect("filtered above") })
+            .collect()
+    };
+    let val = take(&mut train, t.val_size, "validation");
+    // Every draw must find its problems in the pool.
+    let mut needs = vec![("ours.problems_per_iteration", e.ours.problems_per_iteration)];
+    if e.baselines.iter().any(|b| b == "rft") {
+        needs.push(("rft.problems", e.rft.problems));
+    }
+    if e.baselines.iter().any(|b| b == "step_dpo") {
+        needs.push(("step_dpo.problems_per_iteration", e.step_dpo.problems_per_iteration));
+    }
+    for (key, n) in needs {
+        if n > train.len() {
+            return Err(Error::Other(format!(
+                "{key} = {n} but the training pool has {} problems ({}, less task.val_size = {} and \
+                 task.shots = {}); expected at most {}",
+                train.len(),
+                pool_desc,
+                t.val_size,
+                t.shots,
+                train.len()
+            )));
+        }
+    }
+    Ok(Problems { train, val, test, shots, warnings })
 }
 
 /// Loads or generates the training pool and the test set.
@@ -204,7 +339,8 @@ where
         bars: MultiProgress,
     ) -> Result<Self> {
         std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-        let (train_pool, test_set) = problem_sets(&cfg)?;
+        let Problems { train: train_pool, val: val_set, test: test_set, shots, warnings } =
+            split_problems(&cfg)?;
         // A shard's lines go to its own log (its stderr), not the experiment's run.log.
         let log = if shard().is_some() {
             None
@@ -227,13 +363,43 @@ where
             device,
             dtype,
             train_pool,
+            val_set,
             test_set,
+            shots,
+            warnings: Vec::new(),
             bars,
             counts: Counts::default(),
             remote: Default::default(),
             log,
             started: Instant::now(),
-        })
+        }
+        .with_warnings(warnings))
+    }
+
+    fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        for w in warnings {
+            self.warn(&w);
+        }
+        self
+    }
+
+    /// A warning: the run log, and the table (through `runs.json`).
+    pub fn warn(&mut self, msg: &str) {
+        self.note(&format!("warning: {msg}"));
+        if !self.warnings.iter().any(|w| w == msg) {
+            self.warnings.push(msg.to_string());
+        }
+    }
+
+    /// What the prompt contributes to a stage key: the template name as configured, and the
+    /// worked examples when there are any (so keys of zero-shot runs are what they were before
+    /// `task.shots` existed).
+    pub fn prompt_key(&self) -> PromptKey<'_> {
+        if self.shots.is_empty() {
+            PromptKey::Template(&self.cfg.exp.model.template)
+        } else {
+            PromptKey::Shots { template: &self.cfg.exp.model.template, shots: &self.shots }
+        }
     }
 
     /// Writes a line to the run log and above the progress bars.

@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 
-use super::{progress, Counts, Ctx, ModelRef};
+use super::graph::{self, NodeId, Op};
+use super::{progress, Counts, Ctx, Key, ModelRef};
 use crate::config::schema::Backend;
 use crate::config::{Loaded, Resolved};
 use crate::error::{Error, Result};
-use crate::method::{self, draw, ours, rft, step_dpo, EvalSummary, ModelSummary};
+use crate::method::{self, draw, ours, rft, step_dpo, EvalSummary, ModelSummary, Split};
 use crate::model::backend::InferBackend;
 use crate::report::{self, Cost, RowRef, RunEntry, RunIndex};
+use crate::task::Problem;
 
 /// One line of the stage plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,77 +27,13 @@ pub struct Planned {
     pub items: Option<(&'static str, usize)>,
 }
 
-/// The stages a run consists of (before looking at what is already finished). The first MCTS
-/// iteration of step-level DPO is the same stage as ours' when both draw the same problems.
+/// The stages a run consists of (before looking at what is already finished): the nodes of
+/// [`graph::graph`] that compute.
 pub fn plan(cfg: &Resolved) -> Vec<Planned> {
-    let e = &cfg.exp;
-    let mut out = Vec::new();
-    let mut p = |kind: &'static str, label: String| {
-        let items = match kind {
-            "mcts" => {
-                let n = if label.starts_with("step-DPO") {
-                    e.step_dpo.problems_per_iteration
-                } else {
-                    e.ours.problems_per_iteration
-                };
-                Some(("problems", n))
-            }
-            "rft" => Some(("problems to sample; training is one job", e.rft.problems)),
-            "eval" => Some((
-                "blocks of a run",
-                e.eval.runs * e.task.test_size.div_ceil(crate::method::EVAL_BLOCK).max(1),
-            )),
-            _ => None,
-        };
-        out.push(Planned { kind, label, items })
-    };
-    if cfg.model == crate::config::ModelSource::Tiny {
-        p(
-            "pretrain",
-            format!("pretrain tiny: {} steps x {} sequences", e.pretrain.steps, e.pretrain.batch_size),
-        );
-    }
-    let evals = format!("{} runs x {} problems", e.eval.runs, e.task.test_size);
-    if e.baselines.iter().any(|b| b == "zero_shot_cot") {
-        p("eval", format!("eval zero-shot CoT ({evals})"));
-    }
-    if e.baselines.iter().any(|b| b == "rft") {
-        p(
-            "rft",
-            format!(
-                "rft: {} problems x {} samples, NLL fine-tuning",
-                e.rft.problems, e.rft.samples_per_problem
-            ),
-        );
-        p("eval", format!("eval RFT ({evals})"));
-    }
-    for i in 1..=e.ours.iterations {
-        p(
-            "mcts",
-            format!(
-                "ours iter {i}: MCTS on {} problems x {} rollouts per root",
-                e.ours.problems_per_iteration, e.mcts.rollouts
-            ),
-        );
-        p("train-ours", format!("ours iter {i}: eq. (2) training"));
-        p("eval", format!("eval ours iter {i} ({evals})"));
-    }
-    if e.baselines.iter().any(|b| b == "step_dpo") {
-        for i in 1..=e.step_dpo.iterations {
-            let shared = i == 1
-                && e.step_dpo.problems_per_iteration == e.ours.problems_per_iteration
-                && e.ours.iterations >= 1;
-            if !shared {
-                p(
-                    "mcts",
-                    format!("step-DPO iter {i}: MCTS on {} problems", e.step_dpo.problems_per_iteration),
-                );
-            }
-            p("train-dpo", format!("step-DPO iter {i}: DPO training"));
-            p("eval", format!("eval step-DPO iter {i} ({evals})"));
-        }
-    }
-    out
+    graph::graph(cfg)
+        .stages()
+        .map(|n| Planned { kind: n.kind, label: n.label.clone(), items: n.items })
+        .collect()
 }
 
 /// The results folder of an experiment.
@@ -167,6 +105,7 @@ where
         paper: first.exp.paper.clone(),
         transfer: first.train_data.kind() != first.test_data.kind(),
         test_size: 0,
+        val_size: 0,
         eval_runs: first.exp.eval.runs,
         runs: vec![],
     };
@@ -177,10 +116,12 @@ where
             ctx.note(&format!("run {}", run.label));
         }
         index.test_size = ctx.test_set.len();
-        let rows = run_methods(&mut ctx, &top)?;
+        index.val_size = ctx.val_set.len();
+        let rows = run_graph(&mut ctx, &top)?;
         total.computed += ctx.counts.computed;
         total.cached += ctx.counts.cached;
-        index.runs.push(RunEntry { label: run.label.clone(), rows });
+        let warnings = std::mem::take(&mut ctx.warnings);
+        index.runs.push(RunEntry { label: run.label.clone(), seed: run.seed, rows, warnings });
     }
     top.finish_and_clear();
     let json = serde_json::to_string_pretty(&index).expect("index serialises");
@@ -220,108 +161,120 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-fn eval_row<AB: AutodiffBackend>(
-    ctx: &mut Ctx<AB>,
-    model: &ModelRef,
-    method: &str,
-    iteration: Option<usize>,
-    cost: Cost,
-    top: &indicatif::ProgressBar,
-) -> Result<RowRef>
-where
-    AB::InnerBackend: InferBackend,
-{
-    let label = report::display(method, iteration);
-    let (key, _s): (_, EvalSummary) = method::evaluate(ctx, model, &label)?;
-    top.inc(1);
-    Ok(RowRef { method: method.into(), iteration, eval_stage: key.name(), cost })
+/// What a node of the graph left for the nodes after it.
+enum Output {
+    /// A model (base, RFT, a training iteration).
+    Model(ModelRef),
+    /// MCTS data: the stage key, its summary and the problems searched.
+    Mcts(Key, ours::MctsSummary, Vec<Problem>),
+    /// An evaluation (its stage is named in the row).
+    Eval,
 }
 
-/// Every method of one run, in table order.
-fn run_methods<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, top: &indicatif::ProgressBar) -> Result<Vec<RowRef>>
+/// Executes the run's stage graph in order, returning the table's rows.
+fn run_graph<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, top: &indicatif::ProgressBar) -> Result<Vec<RowRef>>
 where
     AB::InnerBackend: InferBackend,
 {
-    let e = ctx.cfg.exp.clone();
-    let has = |b: &str| e.baselines.iter().any(|x| x == b);
-    let base = method::base_model(ctx)?;
-    if ctx.cfg.model == crate::config::ModelSource::Tiny {
-        top.inc(1);
-    }
-    method::resolve_template(ctx, &base)?;
-    let mut zs = None;
-    let mut rft_row = None;
-    if has("zero_shot_cot") {
-        zs = Some(eval_row(ctx, &base, "zero_shot_cot", None, Cost::default(), top)?);
-    }
-    if has("rft") {
-        let m = rft::rft(ctx, &base)?;
-        top.inc(1);
-        let s: ModelSummary = stage_summary(ctx, &m)?;
-        rft_row = Some(eval_row(
-            ctx,
-            &m,
-            "rft",
-            None,
-            Cost { data_tokens: s.data_tokens, seconds: s.seconds },
-            top,
-        )?);
-    }
-    let mut dpo_rows = Vec::new();
-    let mut ours_rows = Vec::new();
-    let mut prev = base.clone();
-    let mut first_mcts = None;
-    for i in 1..=e.ours.iterations {
-        let problems =
-            draw(&ctx.train_pool, e.ours.problems_per_iteration, e.seed, "iteration-problems", &[i as u64]);
-        let (mk, ms) = ours::mcts(ctx, &prev, &problems, i as u64, &format!("ours {i}"))?;
-        top.inc(1);
-        if i == 1 {
-            first_mcts = Some((mk.clone(), problems.clone()));
-        }
-        prev = ours::train_iteration(ctx, &prev, &mk, &problems, i as u64)?;
-        top.inc(1);
-        let s: ModelSummary = stage_summary(ctx, &prev)?;
-        let cost = Cost { data_tokens: ms.tokens_generated, seconds: ms.seconds + s.seconds };
-        ours_rows.push(eval_row(ctx, &prev, "ours", Some(i), cost, top)?);
-    }
-    if has("step_dpo") {
-        let mut prev = base.clone();
-        for i in 1..=e.step_dpo.iterations {
-            let problems = draw(
-                &ctx.train_pool,
-                e.step_dpo.problems_per_iteration,
-                e.seed,
-                "iteration-problems",
-                &[i as u64],
-            );
-            let (mk, ms) = match (&first_mcts, i) {
-                (Some((k, p)), 1) if *p == problems => (k.clone(), ctx.store.summary(k)?),
-                _ => {
-                    let r = ours::mcts(ctx, &prev, &problems, i as u64, &format!("step-DPO {i}"))?;
-                    top.inc(1);
-                    r
+    let g = graph::graph(&ctx.cfg);
+    let mut out: Vec<Output> = Vec::with_capacity(g.nodes.len());
+    let mut rows: Vec<RowRef> = Vec::new();
+    let model = |out: &[Output], i: NodeId| match &out[i] {
+        Output::Model(m) => m.clone(),
+        _ => unreachable!("node {i} gives a model"),
+    };
+    let mcts = |out: &[Output], i: NodeId| match &out[i] {
+        Output::Mcts(k, s, p) => (k.clone(), s.clone(), p.clone()),
+        _ => unreachable!("node {i} gives MCTS data"),
+    };
+    for node in &g.nodes {
+        let o = match &node.op {
+            Op::Base => {
+                let base = method::base_model(ctx)?;
+                method::resolve_template(ctx, &base)?;
+                Output::Model(base)
+            }
+            Op::Eval { model: m, split, row, cost } => {
+                let m = model(&out, *m);
+                let label = report::display(row.0, row.1);
+                let label = if *split == Split::Validation { format!("{label} (validation)") } else { label };
+                let (key, _s): (_, EvalSummary) = method::evaluate(ctx, &m, &label, *split)?;
+                let mut c = Cost::default();
+                for &i in cost {
+                    match &out[i] {
+                        Output::Mcts(_, s, _) => {
+                            c.data_tokens += s.tokens_generated;
+                            c.seconds += s.seconds;
+                        }
+                        Output::Model(m) => {
+                            let s = stage_summary(m)?;
+                            c.data_tokens += s.data_tokens;
+                            c.seconds += s.seconds;
+                        }
+                        Output::Eval => {}
+                    }
                 }
-            };
-            prev = step_dpo::train_iteration(ctx, &prev, &mk, &problems, i as u64)?;
-            top.inc(1);
-            let s: ModelSummary = stage_summary(ctx, &prev)?;
-            let ms: ours::MctsSummary = ms;
-            let cost = Cost { data_tokens: ms.tokens_generated, seconds: ms.seconds + s.seconds };
-            dpo_rows.push(eval_row(ctx, &prev, "step_dpo", Some(i), cost, top)?);
+                // One row per (method, iteration); its test and validation stages.
+                let at = rows.iter().position(|r| (r.method.as_str(), r.iteration) == (row.0, row.1));
+                let r = match at {
+                    Some(i) => &mut rows[i],
+                    None => {
+                        rows.push(RowRef {
+                            method: row.0.into(),
+                            iteration: row.1,
+                            eval_stage: String::new(),
+                            val_stage: None,
+                            cost: c,
+                        });
+                        rows.last_mut().expect("pushed")
+                    }
+                };
+                match split {
+                    Split::Test => r.eval_stage = key.name(),
+                    Split::Validation => r.val_stage = Some(key.name()),
+                }
+                Output::Eval
+            }
+            Op::Rft { base, budget } => {
+                let budget = budget.map(|i| mcts(&out, i).1.tokens_generated);
+                Output::Model(rft::rft(ctx, &model(&out, *base), budget)?)
+            }
+            Op::Mcts { model: m, iteration, problems } => {
+                let i = *iteration as u64;
+                let drawn = draw(&ctx.train_pool, *problems, ctx.cfg.train_seed, "iteration-problems", &[i]);
+                let who = if node.label.starts_with("step-DPO") { "step-DPO" } else { "ours" };
+                let (k, s) = ours::mcts(ctx, &model(&out, *m), &drawn, i, &format!("{who} {iteration}"))?;
+                Output::Mcts(k, s, drawn)
+            }
+            Op::TrainOurs { prev, mcts: m, iteration } => {
+                let (k, _, p) = mcts(&out, *m);
+                Output::Model(ours::train_iteration(ctx, &model(&out, *prev), &k, &p, *iteration as u64)?)
+            }
+            Op::TrainDpo { prev, mcts: m, iteration } => {
+                let (k, _, p) = mcts(&out, *m);
+                Output::Model(step_dpo::train_iteration(ctx, &model(&out, *prev), &k, &p, *iteration as u64)?)
+            }
+        };
+        // Warnings of training stages (kept in their summaries, so a resumed run shows them).
+        if let (Output::Model(m), Op::Rft { .. } | Op::TrainOurs { .. } | Op::TrainDpo { .. }) =
+            (&o, &node.op)
+        {
+            for w in stage_summary(m)?.warnings {
+                ctx.warn(&w);
+            }
         }
+        if node.computes() {
+            top.inc(1);
+        }
+        out.push(o);
     }
-    let mut rows: Vec<RowRef> = zs.into_iter().chain(rft_row).collect();
-    rows.extend(dpo_rows);
-    rows.extend(ours_rows);
+    let rank = |r: &RowRef| graph::ROW_ORDER.iter().position(|m| *m == r.method).unwrap_or(usize::MAX);
+    rows.sort_by_key(|r| (rank(r), r.iteration));
     Ok(rows)
 }
 
 /// The summary of the stage that produced `m` (its checkpoint's parent folder).
-fn stage_summary<AB: AutodiffBackend>(_ctx: &Ctx<AB>, m: &ModelRef) -> Result<ModelSummary>
-where
-    AB::InnerBackend: InferBackend,
-{
+fn stage_summary(m: &ModelRef) -> Result<ModelSummary> {
     let done = m.path.parent().map(|d| d.join("done.json")).unwrap_or_default();
     let text = crate::error::read_to_string(&done)?;
     serde_json::from_str(&text).map_err(|e| Error::Checkpoint { path: done, message: e.to_string() })

@@ -32,8 +32,12 @@ pub struct RowRef {
     pub method: String,
     /// Iteration for iterated methods.
     pub iteration: Option<usize>,
-    /// Folder (in `cache/`) of the evaluation stage.
+    /// Folder (in `cache/`) of the evaluation stage on the test set ("" when `eval.test` is
+    /// off).
     pub eval_stage: String,
+    /// Folder of the evaluation stage on the validation split, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_stage: Option<String>,
     /// Cost of the row's own data and training.
     pub cost: Cost,
 }
@@ -43,8 +47,15 @@ pub struct RowRef {
 pub struct RunEntry {
     /// Sweep label ("" without a sweep).
     pub label: String,
+    /// Training seed, when the experiment lists `seeds` (runs with the same label and other
+    /// seeds are aggregated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Its rows, in table order.
     pub rows: Vec<RowRef>,
+    /// Warnings about its inputs and stages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `runs.json`: the index the tables are built from.
@@ -60,18 +71,31 @@ pub struct RunIndex {
     pub transfer: bool,
     /// Test problems.
     pub test_size: usize,
+    /// Validation problems (0 = no validation split).
+    #[serde(default)]
+    pub val_size: usize,
     /// Evaluation runs per cell.
     pub eval_runs: usize,
     /// The runs.
     pub runs: Vec<RunEntry>,
 }
 
-/// A row with its measurements.
+/// One evaluation stage's measurements.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// Its summary.
+    pub eval: EvalSummary,
+    /// Per-problem accuracy averaged over the evaluation runs, by problem id.
+    pub per_problem: BTreeMap<u64, f64>,
+}
+
+/// A row (method, iteration) with its measurements, over one training seed or aggregated
+/// over several (then `eval.mean` is the mean over seeds and `eval.se` their standard error).
 #[derive(Clone, Debug)]
 pub struct Row {
     /// The reference.
     pub r: RowRef,
-    /// Evaluation summary.
+    /// Evaluation summary on the test set (for the plot).
     pub eval: EvalSummary,
     /// Per-problem accuracy averaged over runs, by problem id.
     pub per_problem: BTreeMap<u64, f64>,
@@ -89,6 +113,7 @@ pub fn display(method: &str, iteration: Option<usize>) -> String {
     match (method, iteration) {
         ("zero_shot_cot", _) => "Zero-shot-CoT".into(),
         ("rft", _) => "RFT".into(),
+        ("rft_matched", _) => "RFT (compute-matched)".into(),
         ("step_dpo", Some(k)) => format!("Step-level DPO - Iteration {k}"),
         ("ours", Some(k)) => format!("Ours - Iteration {k}"),
         (m, Some(k)) => format!("{m} - Iteration {k}"),
@@ -96,8 +121,8 @@ pub fn display(method: &str, iteration: Option<usize>) -> String {
     }
 }
 
-fn load_row(cache: &Path, r: &RowRef) -> Result<Row> {
-    let dir = cache.join(&r.eval_stage);
+fn load_stage(cache: &Path, stage: &str) -> Result<Measured> {
+    let dir = cache.join(stage);
     let text = crate::error::read_to_string(&dir.join("done.json"))?;
     let eval: EvalSummary = serde_json::from_str(&text)
         .map_err(|e| Error::Checkpoint { path: dir.join("done.json"), message: e.to_string() })?;
@@ -109,14 +134,34 @@ fn load_row(cache: &Path, r: &RowRef) -> Result<Row> {
         e.1 += 1.0;
     }
     let per_problem = acc.into_iter().map(|(k, (c, n))| (k, c / n)).collect();
-    Ok(Row { r: r.clone(), eval, per_problem })
+    Ok(Measured { eval, per_problem })
 }
 
-/// Paired comparison of two rows over problems (accuracy averaged over runs).
-pub fn compare(a: &Row, b: &Row) -> Paired {
-    let ids: Vec<u64> = a.per_problem.keys().filter(|k| b.per_problem.contains_key(k)).copied().collect();
-    let xa: Vec<f64> = ids.iter().map(|k| a.per_problem[k]).collect();
-    let xb: Vec<f64> = ids.iter().map(|k| b.per_problem[k]).collect();
+/// Paired comparison of two measurements over problems (accuracy averaged over runs).
+pub fn compare(a: &Measured, b: &Measured) -> Paired {
+    compare_seeds(&[a], &[b])
+}
+
+/// Paired comparison pooled over training seeds: the units are (seed, problem) pairs, `a[s]`
+/// and `b[s]` measured under the same seed.
+pub fn compare_seeds(a: &[&Measured], b: &[&Measured]) -> Paired {
+    let (mut xa, mut xb) = (Vec::new(), Vec::new());
+    for (ma, mb) in a.iter().zip(b) {
+        for (k, va) in &ma.per_problem {
+            if let Some(vb) = mb.per_problem.get(k) {
+                xa.push(*va);
+                xb.push(*vb);
+            }
+        }
+    }
+    paired(&xa, &xb)
+}
+
+/// Seed-level comparison: the per-seed mean accuracies, paired by seed (t-test with
+/// seeds - 1 degrees of freedom).
+pub fn compare_seed_means(a: &[&Measured], b: &[&Measured]) -> Paired {
+    let xa: Vec<f64> = a.iter().map(|m| m.eval.mean).collect();
+    let xb: Vec<f64> = b.iter().map(|m| m.eval.mean).collect();
     paired(&xa, &xb)
 }
 
@@ -135,6 +180,54 @@ fn paper_cell(setup: &Option<paper::Setup>, method: &str, iteration: Option<usiz
     }
 }
 
+/// One row of a sweep point over its training seeds.
+struct Multi {
+    r: RowRef,
+    /// Test measurements, one per seed (empty when `eval.test` was off).
+    test: Vec<Measured>,
+    /// Validation measurements, one per seed (empty without a validation split).
+    val: Vec<Measured>,
+    /// Cost, mean over seeds.
+    data_tokens: f64,
+    seconds: f64,
+}
+
+/// Mean and SE over seeds of the per-seed means, and the SE of that mean from evaluation
+/// sampling alone (sqrt of the summed per-seed variances / seeds).
+fn over_seeds(ms: &[Measured]) -> (f64, f64, f64) {
+    let means: Vec<f64> = ms.iter().map(|m| m.eval.mean).collect();
+    let (mean, se_seeds) = crate::eval::stats::mean_se(&means);
+    let n = ms.len() as f64;
+    let se_runs = (ms.iter().map(|m| m.eval.se * m.eval.se).sum::<f64>()).sqrt() / n;
+    (mean, se_seeds, se_runs)
+}
+
+/// The text of a cell: one seed, mean ± SE over evaluation runs (no SE with one run); several,
+/// mean ± SE over seeds, with the evaluation-sampling SE in brackets.
+fn multi_cell(ms: &[Measured], runs: usize) -> String {
+    match ms {
+        [] => "/".into(),
+        [m] if runs < 2 => format!("{:.2} (no SE: eval.runs = 1)", 100.0 * m.eval.mean),
+        [m] => cell(m.eval.mean, m.eval.se),
+        _ => {
+            let (mean, s, r) = over_seeds(ms);
+            if runs < 2 {
+                format!("{} [eval SE n/a]", cell(mean, s))
+            } else {
+                format!("{} [{:.2}]", cell(mean, s), 100.0 * r)
+            }
+        }
+    }
+}
+
+fn best<'m>(rows: &'m [Multi], method: &str, on_val: bool) -> Option<&'m Multi> {
+    let score = |m: &Multi| {
+        let ms = if on_val { &m.val } else { &m.test };
+        ms.iter().map(|x| x.eval.mean).sum::<f64>() / ms.len().max(1) as f64
+    };
+    rows.iter().filter(|r| r.r.method == method).reduce(|a, b| if score(b) > score(a) { b } else { a })
+}
+
 /// Writes `table.md`, `table.csv` and the plots for the experiment in `dir`. `table.csv` holds
 /// only quantities that are a pure function of the configuration (no wall times), so reruns
 /// and resumed runs reproduce it byte for byte; wall times are in `table.md`.
@@ -145,20 +238,57 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     })?;
     let cache = dir.join("cache");
     let setup = if idx.paper.is_empty() { None } else { paper::setup(&idx.paper) };
+    // Sweep points in order; the entries of one point are its training seeds.
+    let mut groups: Vec<(String, Vec<&RunEntry>)> = Vec::new();
+    for e in &idx.runs {
+        match groups.iter_mut().find(|(l, _)| *l == e.label) {
+            Some((_, v)) => v.push(e),
+            None => groups.push((e.label.clone(), vec![e])),
+        }
+    }
+    let n_seeds = groups.first().map(|g| g.1.len()).unwrap_or(1);
+    let seeds_text = if n_seeds > 1 {
+        let list: Vec<String> =
+            groups[0].1.iter().map(|e| e.seed.map(|s| s.to_string()).unwrap_or_default()).collect();
+        format!(
+            "Cells are the mean over {n_seeds} training seeds ({}) ± SE over seeds (sample std / sqrt(seeds)); \
+             in brackets, the SE of that mean from evaluation sampling alone. ",
+            list.join(", ")
+        )
+    } else if idx.eval_runs < 2 {
+        "One evaluation run: cells have no standard error (eval.runs = 1). ".into()
+    } else {
+        format!(
+            "Cells are mean ± SE over {} sampled evaluation runs (SE = sample std / sqrt(runs)). ",
+            idx.eval_runs
+        )
+    };
     let mut md = String::new();
     let protocol = if idx.transfer { "Table 2 protocol (transfer)" } else { "Table 1 protocol" };
     let _ = writeln!(md, "# {}: {protocol}\n", idx.experiment);
+    let val_text = if idx.val_size > 0 {
+        format!(
+            " The validation column is {} problems taken out of the training pool (task.val_size): choose \
+             settings and iterations there; the test column is read once.",
+            idx.val_size
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         md,
-        "Accuracy on the test set (%), mean ± SE over {} sampled evaluation runs of all {} test problems \
-         (SE = sample std / sqrt(runs)). Rebuilt from the artifacts by `runner table {}`.\n",
-        idx.eval_runs,
+        "Accuracy (%) on all {} test problems, {} sampled evaluation runs per model. {seeds_text}\
+         Rebuilt from the artifacts by `runner table {}`.{val_text}\n",
         idx.test_size,
+        idx.eval_runs,
         dir.display()
     );
     let mut csv = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Other(format!("table.csv: {e}"));
     csv.write_record([
         "run",
+        "seed",
+        "split",
         "method",
         "iteration",
         "accuracy_mean",
@@ -172,116 +302,249 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         "data_tokens",
         "eval_tokens",
     ])
-    .map_err(|e| Error::Other(format!("table.csv: {e}")))?;
+    .map_err(csv_err)?;
     let mut sweep_summary = Vec::new();
-    for run in &idx.runs {
-        let rows: Vec<Row> = run.rows.iter().map(|r| load_row(&cache, r)).collect::<Result<_>>()?;
-        if idx.runs.len() > 1 {
-            let _ = writeln!(md, "## Run `{}`\n", run.label);
-        }
-        let zs = rows.iter().find(|r| r.r.method == "zero_shot_cot");
-        let header_paper = setup.as_ref().map(|s| format!(" | paper: {}", s.title)).unwrap_or_default();
-        let _ = writeln!(md, "| Method | {}{header_paper} |", idx.column);
-        let _ = writeln!(md, "|---|---|{}", if setup.is_some() { "---|" } else { "" });
-        for r in &rows {
-            let p = paper_cell(&setup, &r.r.method, r.r.iteration);
-            let pc = match (&setup, p) {
-                (Some(_), Some([m, s])) => format!(" | {m:.2} ± {s:.2}"),
-                (Some(_), None) => " | /".into(),
-                _ => String::new(),
-            };
-            let _ = writeln!(md, "| {} | {}{pc} |", r.name(), cell(r.eval.mean, r.eval.se));
-            let cmp = zs.filter(|z| !std::ptr::eq(*z, r)).map(|z| compare(r, z));
-            csv.write_record([
-                run.label.clone(),
-                r.r.method.clone(),
-                r.r.iteration.map(|k| k.to_string()).unwrap_or_default(),
-                format!("{:.6}", r.eval.mean),
-                format!("{:.6}", r.eval.se),
-                r.eval.accuracies.len().to_string(),
-                p.map(|x| format!("{:.2}", x[0])).unwrap_or_default(),
-                p.map(|x| format!("{:.2}", x[1])).unwrap_or_default(),
-                cmp.map(|c| format!("{:.6}", c.diff)).unwrap_or_default(),
-                cmp.map(|c| format!("{:.6}", c.se)).unwrap_or_default(),
-                cmp.map(|c| format!("{:.3e}", c.p_value)).unwrap_or_default(),
-                r.r.cost.data_tokens.to_string(),
-                r.eval.tokens.to_string(),
-            ])
-            .map_err(|e| Error::Other(format!("table.csv: {e}")))?;
-        }
-        // Paired comparisons of ours at its best iteration.
-        let best = rows.iter().filter(|r| r.r.method == "ours").reduce(|a, b| {
-            if b.eval.mean > a.eval.mean {
-                b
-            } else {
-                a
+    let mut warnings: Vec<String> = Vec::new();
+    for (label, entries) in &groups {
+        for e in entries {
+            for w in &e.warnings {
+                let at = match (label.is_empty(), e.seed) {
+                    (true, None) => String::new(),
+                    (true, Some(s)) => format!("seed {s}: "),
+                    (false, None) => format!("`{label}`: "),
+                    (false, Some(s)) => format!("`{label}`, seed {s}: "),
+                };
+                let line = format!("{at}{w}");
+                if !warnings.contains(&line) {
+                    warnings.push(line);
+                }
             }
-        });
-        if let Some(b) = best {
+        }
+        // Rows in the first seed's order; every seed has the same rows.
+        let mut rows: Vec<Multi> = Vec::new();
+        for r in &entries[0].rows {
+            let mut m = Multi { r: r.clone(), test: vec![], val: vec![], data_tokens: 0.0, seconds: 0.0 };
+            for e in entries {
+                let Some(x) = e.rows.iter().find(|x| x.method == r.method && x.iteration == r.iteration)
+                else {
+                    continue;
+                };
+                if !x.eval_stage.is_empty() {
+                    m.test.push(load_stage(&cache, &x.eval_stage)?);
+                }
+                if let Some(v) = &x.val_stage {
+                    m.val.push(load_stage(&cache, v)?);
+                }
+                m.data_tokens += x.cost.data_tokens as f64 / entries.len() as f64;
+                m.seconds += x.cost.seconds / entries.len() as f64;
+            }
+            rows.push(m);
+        }
+        if groups.len() > 1 {
+            let _ = writeln!(md, "## Run `{label}`\n");
+        }
+        let has_test = rows.iter().any(|r| !r.test.is_empty());
+        let has_val = rows.iter().any(|r| !r.val.is_empty());
+        let mut head = String::from("| Method |");
+        if has_test {
+            let _ = write!(head, " {} |", idx.column);
+        }
+        if has_val {
+            head.push_str(" validation |");
+        }
+        let cols = usize::from(has_test) + usize::from(has_val) + usize::from(setup.is_some());
+        if let Some(s) = &setup {
+            let _ = write!(head, " paper: {} |", s.title);
+        }
+        let _ = writeln!(md, "{head}");
+        let _ = writeln!(md, "|---|{}", "---|".repeat(cols));
+        let zs = rows.iter().find(|r| r.r.method == "zero_shot_cot");
+        for r in &rows {
+            let name = display(&r.r.method, r.r.iteration);
+            let mut line = format!("| {name} |");
+            if has_test {
+                let _ = write!(line, " {} |", multi_cell(&r.test, idx.eval_runs));
+            }
+            if has_val {
+                let _ = write!(line, " {} |", multi_cell(&r.val, idx.eval_runs));
+            }
+            let p = paper_cell(&setup, &r.r.method, r.r.iteration);
+            match (&setup, p) {
+                (Some(_), Some([m, s])) => {
+                    let _ = write!(line, " {m:.2} ± {s:.2} |");
+                }
+                (Some(_), None) => line.push_str(" / |"),
+                _ => {}
+            }
+            let _ = writeln!(md, "{line}");
+            for (split, ms) in [("test", &r.test), ("validation", &r.val)] {
+                if ms.is_empty() {
+                    continue;
+                }
+                let base: Option<&[Measured]> = zs.filter(|z| !std::ptr::eq(*z, r)).map(|z| {
+                    if split == "test" {
+                        z.test.as_slice()
+                    } else {
+                        z.val.as_slice()
+                    }
+                });
+                let cmp = base
+                    .filter(|b| b.len() == ms.len())
+                    .map(|b| compare_seeds(&ms.iter().collect::<Vec<_>>(), &b.iter().collect::<Vec<_>>()));
+                let mut lines: Vec<(String, f64, f64, usize, u64)> = ms
+                    .iter()
+                    .zip(entries)
+                    .map(|(m, e)| {
+                        let seed = e.seed.map(|s| s.to_string()).unwrap_or_default();
+                        (seed, m.eval.mean, m.eval.se, m.eval.accuracies.len(), m.eval.tokens)
+                    })
+                    .collect();
+                if ms.len() > 1 {
+                    let (mean, s, _) = over_seeds(ms);
+                    let tokens = ms.iter().map(|m| m.eval.tokens).sum::<u64>() / ms.len() as u64;
+                    lines.push(("mean".into(), mean, s, idx.eval_runs, tokens));
+                }
+                for (seed, mean, se, runs, tokens) in lines {
+                    let last = seed == "mean" || ms.len() == 1;
+                    csv.write_record([
+                        label.clone(),
+                        seed,
+                        split.to_string(),
+                        r.r.method.clone(),
+                        r.r.iteration.map(|k| k.to_string()).unwrap_or_default(),
+                        format!("{mean:.6}"),
+                        format!("{se:.6}"),
+                        runs.to_string(),
+                        p.filter(|_| split == "test").map(|x| format!("{:.2}", x[0])).unwrap_or_default(),
+                        p.filter(|_| split == "test").map(|x| format!("{:.2}", x[1])).unwrap_or_default(),
+                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.diff)).unwrap_or_default(),
+                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.se)).unwrap_or_default(),
+                        cmp.filter(|_| last).map(|c| format!("{:.3e}", c.p_value)).unwrap_or_default(),
+                        format!("{:.0}", r.data_tokens),
+                        tokens.to_string(),
+                    ])
+                    .map_err(csv_err)?;
+                }
+            }
+        }
+        // Paired comparisons of ours at its best iteration, chosen on validation when there
+        // is a validation split (choosing on the test set would flatter it).
+        let on_val = has_val;
+        if let Some(b) = best(&rows, "ours", on_val).filter(|_| has_test) {
+            let chosen = if on_val { "chosen on validation" } else { "chosen on the test set" };
             let _ = writeln!(
                 md,
-                "\nPaired comparisons of {} (ours at its best iteration), per test problem \
-                (accuracy averaged over the runs; two-sided paired t-test):\n",
-                b.name()
+                "\nPaired comparisons on the test set of {} (ours at its best iteration, {chosen}), per test \
+                problem (accuracy averaged over the runs; two-sided paired t-test{}):\n",
+                display(&b.r.method, b.r.iteration),
+                if n_seeds > 1 { " over (seed, problem) pairs, and over the seeds' means" } else { "" }
             );
-            for other in rows
-                .iter()
-                .filter(|r| r.r.method == "zero_shot_cot" || r.r.method == "rft" || r.r.method == "step_dpo")
-            {
-                if other.r.method == "step_dpo"
-                    && rows.iter().filter(|r| r.r.method == "step_dpo").any(|s| s.eval.mean > other.eval.mean)
-                {
-                    continue; // step-DPO at its best iteration only
+            let others = ["zero_shot_cot", "rft", "rft_matched", "step_dpo"];
+            for m in others {
+                let Some(o) = best(&rows, m, on_val) else { continue };
+                if o.test.len() != b.test.len() {
+                    continue;
                 }
-                let c = compare(b, other);
-                let _ = writeln!(
-                    md,
+                let (xa, xb): (Vec<&Measured>, Vec<&Measured>) =
+                    (b.test.iter().collect(), o.test.iter().collect());
+                let c = compare_seeds(&xa, &xb);
+                let mut line = format!(
                     "- minus {}: {:+.2} ± {:.2} points, p = {:.2e} (n = {})",
-                    other.name(),
+                    display(&o.r.method, o.r.iteration),
                     100.0 * c.diff,
                     100.0 * c.se,
                     c.p_value,
                     c.n
                 );
+                if n_seeds > 1 {
+                    let s = compare_seed_means(&xa, &xb);
+                    let _ = write!(
+                        line,
+                        "; over seeds {:+.2} ± {:.2}, p = {:.2} (n = {})",
+                        100.0 * s.diff,
+                        100.0 * s.se,
+                        s.p_value,
+                        s.n
+                    );
+                }
+                let _ = writeln!(md, "{line}");
             }
+            let agg = |ms: &[Measured]| {
+                (!ms.is_empty())
+                    .then(|| over_seeds(ms))
+                    .map(|(m, s, r)| (m, if ms.len() > 1 { s } else { r }))
+            };
             sweep_summary.push((
-                run.label.clone(),
-                b.name(),
-                b.eval.mean,
-                b.eval.se,
-                zs.map(|z| (z.eval.mean, z.eval.se)),
+                label.clone(),
+                display(&b.r.method, b.r.iteration),
+                agg(&b.test),
+                agg(&b.val),
+                zs.and_then(|z| agg(&z.test)),
             ));
+        } else if let Some(b) = best(&rows, "ours", true).filter(|_| has_val) {
+            let agg = |ms: &[Measured]| {
+                (!ms.is_empty())
+                    .then(|| over_seeds(ms))
+                    .map(|(m, s, r)| (m, if ms.len() > 1 { s } else { r }))
+            };
+            sweep_summary.push((label.clone(), display(&b.r.method, b.r.iteration), None, agg(&b.val), None));
         }
-        let _ = writeln!(md, "\nCompute (this machine, stages as first computed):\n");
+        let _ = writeln!(
+            md,
+            "\nCompute (this machine, stages as first computed{}):\n",
+            if n_seeds > 1 { "; mean over seeds" } else { "" }
+        );
         let _ = writeln!(
             md,
             "| Method | data tokens generated | eval tokens | data + training seconds |\n|---|---|---|---|"
         );
         for r in &rows {
+            let ms = if r.test.is_empty() { &r.val } else { &r.test };
+            let tokens = ms.iter().map(|m| m.eval.tokens).sum::<u64>() / ms.len().max(1) as u64;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} |",
-                r.name(),
-                r.r.cost.data_tokens,
-                r.eval.tokens,
-                r.r.cost.seconds
+                "| {} | {:.0} | {} | {:.1} |",
+                display(&r.r.method, r.r.iteration),
+                r.data_tokens,
+                tokens,
+                r.seconds
             );
         }
-        let svg = plot::accuracy_plot(&rows, &format!("{} {}", idx.experiment, run.label));
-        let name =
-            if idx.runs.len() > 1 { format!("plot-{}.svg", sanitize(&run.label)) } else { "plot.svg".into() };
+        // The plot: test accuracy (validation without a test column), over seeds.
+        let plot_rows: Vec<Row> = rows
+            .iter()
+            .map(|r| {
+                let ms = if r.test.is_empty() { &r.val } else { &r.test };
+                let (mean, s, runs_se) = over_seeds(ms);
+                let se = if ms.len() > 1 { s } else { runs_se };
+                Row {
+                    r: r.r.clone(),
+                    eval: EvalSummary { accuracies: vec![], mean, se, tokens: 0, seconds: 0.0 },
+                    per_problem: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let svg = plot::accuracy_plot(&plot_rows, &format!("{} {}", idx.experiment, label));
+        let name = if groups.len() > 1 { format!("plot-{}.svg", sanitize(label)) } else { "plot.svg".into() };
         crate::util::write_atomic(&dir.join(&name), svg.as_bytes())?;
         let _ = writeln!(md, "\n![accuracy per iteration]({name})\n");
     }
-    if idx.runs.len() > 1 {
+    if groups.len() > 1 {
         let _ = writeln!(
             md,
-            "## Sweep summary\n\n| Run | best ours | accuracy | zero-shot CoT |\n|---|---|---|---|"
+            "## Sweep summary\n\n| Run | best ours | test | validation | zero-shot CoT (test) |\n|---|---|---|---|---|"
         );
-        for (label, name, m, s, z) in &sweep_summary {
-            let zc = z.map(|(a, b)| cell(a, b)).unwrap_or_else(|| "/".into());
-            let _ = writeln!(md, "| `{label}` | {name} | {} | {zc} |", cell(*m, *s));
+        let c = |x: &Option<(f64, f64)>| x.map(|(a, b)| cell(a, b)).unwrap_or_else(|| "/".into());
+        for (label, name, t, v, z) in &sweep_summary {
+            let _ = writeln!(md, "| `{label}` | {name} | {} | {} | {} |", c(t), c(v), c(z));
         }
+    }
+    if !warnings.is_empty() {
+        let _ = writeln!(md, "## Warnings\n");
+        for w in &warnings {
+            let _ = writeln!(md, "- {w}");
+        }
+        let _ = writeln!(md);
     }
     let csv = String::from_utf8(csv.into_inner().map_err(|e| Error::Other(format!("table.csv: {e}")))?)
         .expect("utf-8");

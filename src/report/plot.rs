@@ -62,7 +62,11 @@ pub fn accuracy_plot(rows: &[Row], title: &str) -> String {
     );
     // (method, colour, legend, horizontal offset in iterations so the two series' bars do not overlap)
     let series = [("ours", "#d62728", "Ours", 0.04), ("step_dpo", "#1f77b4", "Step-level DPO", -0.04)];
-    let lines = [("zero_shot_cot", "#7f7f7f", "Zero-shot-CoT"), ("rft", "#2ca02c", "RFT")];
+    let lines = [
+        ("zero_shot_cot", "#7f7f7f", "Zero-shot-CoT"),
+        ("rft", "#2ca02c", "RFT"),
+        ("rft_matched", "#9467bd", "RFT (compute-matched)"),
+    ];
     let mut legend = Vec::new();
     for (m, color, name) in lines {
         if let Some(r) = rows.iter().find(|r| r.r.method == m) {

@@ -36,21 +36,57 @@ pub fn instruction(kind: TaskKind) -> &'static str {
     }
 }
 
+/// A worked example shown before the question (config `task.shots`): a training problem and
+/// its reference solution, in the format the model is asked to answer in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shot {
+    /// The example's question.
+    pub question: String,
+    /// Its reference solution (steps separated by blank lines, ending "The final answer is N.").
+    pub solution: String,
+}
+
 /// The prompt for `question` (the assistant turn is left open for the solution).
 pub fn render(template: Template, kind: TaskKind, question: &str) -> String {
+    render_shots(template, kind, &[], question)
+}
+
+/// The prompt for `question` after the worked examples `shots`, each an earlier user turn
+/// answered by the assistant (chat templates), or a question and solution followed by two blank
+/// lines (plain). With no shots this is the zero-shot prompt.
+pub fn render_shots(template: Template, kind: TaskKind, shots: &[Shot], question: &str) -> String {
     let inst = instruction(kind);
-    match template {
-        Template::Plain => format!("{question}\n\n"),
+    let user = |q: &str| match template {
+        Template::Plain => format!("{q}\n\n"),
         Template::Llama3 => format!(
-            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{inst}\n\n{question}\
+            "<|start_header_id|>user<|end_header_id|>\n\n{inst}\n\n{q}\
              <|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         ),
-        Template::Deepseek => format!("<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>User: {question}\n{inst}\n\nAssistant: "),
-        Template::Chatml => format!(
-            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
-             <|im_start|>user\n{inst}\n\n{question}<|im_end|>\n<|im_start|>assistant\n"
-        ),
+        Template::Deepseek => format!("User: {q}\n{inst}\n\nAssistant: "),
+        Template::Chatml => format!("<|im_start|>user\n{inst}\n\n{q}<|im_end|>\n<|im_start|>assistant\n"),
+    };
+    let end_of_answer = match template {
+        Template::Plain => "\n\n\n",
+        Template::Llama3 => "<|eot_id|>",
+        Template::Deepseek => "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+        Template::Chatml => "<|im_end|>\n",
+    };
+    let mut out = match template {
+        Template::Plain => String::new(),
+        Template::Llama3 => "<|begin_of_text|>".into(),
+        Template::Deepseek => "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>".into(),
+        Template::Chatml => {
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                .into()
+        }
+    };
+    for s in shots {
+        out.push_str(&user(&s.question));
+        out.push_str(&s.solution);
+        out.push_str(end_of_answer);
     }
+    out.push_str(&user(question));
+    out
 }
 
 /// A single user turn with the assistant turn left open (no task instruction): for
@@ -91,5 +127,43 @@ mod tests {
     fn chatml_and_deepseek_open_the_assistant_turn() {
         assert!(render(Template::Chatml, TaskKind::Gsm8k, "Q").ends_with("<|im_start|>assistant\n"));
         assert!(render(Template::Deepseek, TaskKind::Gsm8k, "Q").ends_with("Assistant: "));
+    }
+
+    #[test]
+    fn zero_shot_prompts_are_the_documented_strings() {
+        // Written out by hand: the prompts every stage key before `task.shots` was hashed over.
+        assert_eq!(
+            render(Template::Chatml, TaskKind::Arith, "Q"),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+             <|im_start|>user\nSolve the problem step by step. Put a blank line between steps. End with \
+             \"The final answer is N.\" where N is a number.\n\nQ<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            render(Template::Deepseek, TaskKind::Arith, "Q"),
+            "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>User: Q\nSolve the problem step by step. Put a \
+             blank line between steps. End with \"The final answer is N.\" where N is a number.\n\nAssistant: "
+        );
+    }
+
+    #[test]
+    fn shots_are_answered_turns_before_the_question() {
+        let shots = [Shot { question: "A?".into(), solution: "1 + 1 = 2\n\nThe final answer is 2.".into() }];
+        let inst = instruction(TaskKind::Arith);
+        assert_eq!(
+            render_shots(Template::Chatml, TaskKind::Arith, &shots, "B?"),
+            format!(
+                "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+                 <|im_start|>user\n{inst}\n\nA?<|im_end|>\n<|im_start|>assistant\n\
+                 1 + 1 = 2\n\nThe final answer is 2.<|im_end|>\n\
+                 <|im_start|>user\n{inst}\n\nB?<|im_end|>\n<|im_start|>assistant\n"
+            )
+        );
+        assert_eq!(
+            render_shots(Template::Plain, TaskKind::Arith, &shots, "B?"),
+            "A?\n\n1 + 1 = 2\n\nThe final answer is 2.\n\n\nB?\n\n"
+        );
+        let l = render_shots(Template::Llama3, TaskKind::Arith, &shots, "B?");
+        assert_eq!(l.matches("<|begin_of_text|>").count(), 1);
+        assert!(l.contains("The final answer is 2.<|eot_id|><|start_header_id|>user"));
     }
 }

@@ -51,7 +51,7 @@ pub fn solution_examples(
         .iter()
         .filter_map(|p| p.solution.as_ref().map(|s| (p, s)))
         .map(|(p, sol)| {
-            let mut tokens = encode_prompt(tok, template, kind, &p.question)?;
+            let mut tokens = encode_prompt(tok, template, &[], kind, &p.question)?;
             let loss_from = tokens.len();
             tokens.extend(tok.encode(sol)?);
             tokens.extend(tok.eos.first());
