@@ -3,10 +3,6 @@
 //! the module docs of `search` and `train::loss`.
 
 pub mod cli;
-pub mod cli_bench;
-pub mod cli_grade;
-pub mod cli_mcts;
-pub mod cli_model;
 pub mod config;
 pub mod error;
 pub mod eval;
@@ -17,6 +13,7 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod search;
+pub mod stage;
 pub mod task;
 pub mod train;
 pub mod util;

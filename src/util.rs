@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
@@ -31,4 +33,30 @@ pub fn mark_start() {
 /// Seconds since [`mark_start`] (or since this first call, when it was never called).
 pub fn since_start() -> f64 {
     START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64()
+}
+
+/// Writes values as JSON lines (atomically).
+pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    let mut s = String::new();
+    for it in items {
+        s.push_str(&serde_json::to_string(it).expect("serialisable"));
+        s.push('\n');
+    }
+    crate::util::write_atomic(path, s.as_bytes())
+}
+
+/// Reads JSON lines.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = crate::error::read_to_string(path)?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use mcts_ps::pipeline::split_problems;
+use mcts_ps::stage::split_problems;
 
 /// A GSM8K-format line whose answer is `n`.
 fn line(q: &str, n: i64) -> String {

@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::backend::{Autodiff, Flex};
 use mcts_ps::config::schema::{Backend, Dtype};
 use mcts_ps::method::{self, draw, ours};
-use mcts_ps::pipeline::{progress, Ctx};
+use mcts_ps::stage::{progress, Ctx};
 
 type AB = Autodiff<Flex>;
 

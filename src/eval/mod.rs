@@ -43,6 +43,21 @@ pub struct Outcome {
     pub tokens: usize,
 }
 
+/// Summary of an evaluation stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalSummary {
+    /// Accuracy of each run.
+    pub accuracies: Vec<f64>,
+    /// Mean accuracy.
+    pub mean: f64,
+    /// Standard error over runs.
+    pub se: f64,
+    /// Tokens generated.
+    pub tokens: u64,
+    /// Wall seconds.
+    pub seconds: f64,
+}
+
 /// Solves every problem once (run `run`), each with its own stream `(seed, "eval", [run, id])`
 /// so results do not depend on batching or on which other runs are evaluated.
 #[allow(clippy::too_many_arguments)]

@@ -21,25 +21,14 @@ use crate::model::load::{load_gguf, template_for};
 use crate::model::tokenizer::Tokenizer;
 use crate::model::weights::{load_hf_dir, save_checkpoint};
 use crate::model::Llama;
-use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::rng::Stream;
+use crate::stage::{Ctx, Key, ModelRef};
 use crate::task::Problem;
 use crate::train::trainer::{train, Objective, Output, Report, Settings};
 
-/// Summary of an evaluation stage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalSummary {
-    /// Accuracy of each run.
-    pub accuracies: Vec<f64>,
-    /// Mean accuracy.
-    pub mean: f64,
-    /// Standard error over runs.
-    pub se: f64,
-    /// Tokens generated.
-    pub tokens: u64,
-    /// Wall seconds.
-    pub seconds: f64,
-}
+pub use crate::eval::EvalSummary;
+pub use crate::task::draw;
+pub use crate::util::{read_jsonl, write_jsonl};
 
 /// Summary of a stage that produced a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -358,7 +347,7 @@ where
     let set = set.to_vec();
     let blocks = set.len().div_ceil(EVAL_BLOCK).max(1);
     ctx.shard_out(&key, runs * blocks, &format!("eval {label}"))?;
-    let shard = crate::pipeline::shard().cloned();
+    let shard = crate::stage::shard().cloned();
     let summary = ctx.stage(&key, &format!("eval {label}"), |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
         let t0 = std::time::Instant::now();
         // Loaded at the first block left to compute (merging shards' runs needs no model).
@@ -410,7 +399,7 @@ where
                     rest = tail;
                 }
             }
-            if crate::pipeline::partial_shard().is_some() {
+            if crate::stage::partial_shard().is_some() {
                 continue;
             }
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(n);
@@ -426,7 +415,7 @@ where
             all.extend(outcomes);
         }
         bar.finish_and_clear();
-        if crate::pipeline::partial_shard().is_some() {
+        if crate::stage::partial_shard().is_some() {
             return Err(Error::ShardDone);
         }
         write_jsonl(&dir.join("eval.jsonl"), &all)?;
@@ -436,7 +425,7 @@ where
             mean,
             se,
             tokens: all.iter().map(|o| o.tokens as u64).sum(),
-            seconds: t0.elapsed().as_secs_f64() + crate::pipeline::shard_seconds(dir),
+            seconds: t0.elapsed().as_secs_f64() + crate::stage::shard_seconds(dir),
         })
     })?;
     Ok((key, summary))
@@ -477,38 +466,6 @@ where
             crate::train::lora::add_lora(model, t.lora_rank, t.lora_alpha, &t.lora_targets, seed)
         }
     }
-}
-
-/// `k` problems of `pool` drawn by the stream `(seed, purpose, ids)`.
-pub fn draw(pool: &[Problem], k: usize, seed: u64, purpose: &str, ids: &[u64]) -> Vec<Problem> {
-    let idx = Stream::new(seed, purpose, ids).sample_indices(pool.len(), k);
-    idx.into_iter().map(|i| pool[i].clone()).collect()
-}
-
-/// Writes values as JSON lines (atomically).
-pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
-    let mut s = String::new();
-    for it in items {
-        s.push_str(&serde_json::to_string(it).expect("serialisable"));
-        s.push('\n');
-    }
-    crate::util::write_atomic(path, s.as_bytes())
-}
-
-/// Reads JSON lines.
-pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = crate::error::read_to_string(path)?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Data {
-                path: path.to_path_buf(),
-                line: i + 1,
-                message: e.to_string(),
-            })
-        })
-        .collect()
 }
 
 /// Resolves `model.template = "auto"` from the base model's tokenizer.

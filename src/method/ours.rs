@@ -16,9 +16,9 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
-use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::search::run::Search;
 use crate::search::{records, ProblemResult, Record, RootTree};
+use crate::stage::{Ctx, Key, ModelRef};
 use crate::task::Problem;
 use crate::train::data::Example;
 use crate::train::trainer::Objective;
@@ -99,7 +99,7 @@ where
         std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
         let mut done: HashSet<u64> = problems.iter().map(|p| p.id).filter(|id| parts.join(format!("{id}.json")).is_file()).collect();
         // A shard computes its own problems only (position j with j % count == index).
-        let shard = crate::pipeline::shard().cloned();
+        let shard = crate::stage::shard().cloned();
         if let Some(sh) = &shard {
             done.extend(problems.iter().enumerate().filter(|(j, _)| !sh.owns(*j)).map(|(_, p)| p.id));
         }
@@ -126,7 +126,7 @@ where
             drop(policy);
             st = eng.stats;
         }
-        if crate::pipeline::partial_shard().is_some() {
+        if crate::stage::partial_shard().is_some() {
             return Err(crate::Error::ShardDone);
         }
         let mut results = Vec::with_capacity(problems.len());
@@ -146,7 +146,7 @@ where
             .map(|r| serde_json::json!({"problem": r.problem, "solution": r.solution, "correct": r.solution_correct}))
             .collect();
         write_jsonl(&dir.join("solutions.jsonl"), &sols)?;
-        let secs = t0.elapsed().as_secs_f64() + crate::pipeline::shard_seconds(dir);
+        let secs = t0.elapsed().as_secs_f64() + crate::stage::shard_seconds(dir);
         let rollouts: u64 = results.iter().map(|r| r.rollouts).sum();
         Ok(MctsSummary {
             problems: results.len(),

@@ -13,8 +13,8 @@ use super::{
 use crate::error::Result;
 use crate::infer::{encode_prompt, Request, Stop};
 use crate::model::backend::InferBackend;
-use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::rng::Stream;
+use crate::stage::{Ctx, Key, ModelRef};
 use crate::task::Problem;
 use crate::train::data::Example;
 use crate::train::trainer::Objective;
@@ -77,7 +77,7 @@ where
         let parts = dir.join("samples");
         std::fs::create_dir_all(&parts).map_err(|e| crate::Error::io(&parts, e))?;
         let part = |p: &Problem| parts.join(format!("{}.json", p.id));
-        let shard = crate::pipeline::shard().cloned();
+        let shard = crate::stage::shard().cloned();
         let todo: Vec<&Problem> = problems
             .iter()
             .enumerate()
@@ -149,7 +149,7 @@ where
             }
             bar.finish_and_clear();
         }
-        if crate::pipeline::partial_shard().is_some() {
+        if crate::stage::partial_shard().is_some() {
             return Err(crate::Error::ShardDone);
         }
         let (model, tok) = load_train(ctx, base)?;
@@ -198,7 +198,7 @@ where
                 problems.len()
             );
             let mut s = save_untrained(ctx, model, &tok, dir, &key, t0, data_tokens, w)?;
-            s.seconds += crate::pipeline::shard_seconds(dir);
+            s.seconds += crate::stage::shard_seconds(dir);
             return Ok(s);
         }
         let model = prepare_for_training(ctx, model, "rft-train");
@@ -207,7 +207,7 @@ where
         let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, "train rft")?;
         let mut s = ModelSummary::trained(&key, ckpt, examples.len(), &rep, t0, data_tokens);
         // The sampling shards' seconds too.
-        s.seconds += crate::pipeline::shard_seconds(dir);
+        s.seconds += crate::stage::shard_seconds(dir);
         Ok(s)
     })?;
     Ok(s.model)

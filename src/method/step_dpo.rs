@@ -15,8 +15,8 @@ use super::{
 };
 use crate::error::Result;
 use crate::model::backend::InferBackend;
-use crate::pipeline::{Ctx, Key, ModelRef};
 use crate::search::preference_pair;
+use crate::stage::{Ctx, Key, ModelRef};
 use crate::task::Problem;
 use crate::train::data::Pair;
 use crate::train::trainer::Objective;

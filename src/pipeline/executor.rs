@@ -10,8 +10,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::{launch, Key};
+use super::launch;
 use crate::error::{Error, Result};
+use crate::stage::Key;
 
 /// Runs shards `0..count` of stage `key` as `runner shard` processes and waits for them all.
 pub fn run_workers(key: &Key, dir: &Path, count: usize, label: &str) -> Result<()> {
@@ -67,5 +68,34 @@ pub fn run_workers(key: &Key, dir: &Path, count: usize, label: &str) -> Result<(
             failed.len(),
             failed.join("\n")
         )))
+    }
+}
+
+/// The `workers` executor: shardable stages in at most `executor.workers` local processes;
+/// training stages stay in the coordinator.
+pub struct Workers(pub crate::config::schema::Executor);
+
+impl crate::stage::Dispatch for Workers {
+    fn shards(
+        &mut self,
+        key: &Key,
+        dir: &Path,
+        items: usize,
+        label: &str,
+        _finished: &dyn Fn() -> bool,
+        _note: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        run_workers(key, dir, self.0.shards(items), label)
+    }
+
+    fn job(
+        &mut self,
+        _key: &Key,
+        _dir: &Path,
+        _label: &str,
+        _finished: &dyn Fn() -> bool,
+        _note: &mut dyn FnMut(&str),
+    ) -> Result<bool> {
+        Ok(false)
     }
 }

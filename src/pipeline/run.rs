@@ -6,13 +6,13 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 
 use super::graph::{self, NodeId, Op};
-use super::{progress, Counts, Ctx, Key, ModelRef};
-use crate::config::schema::Backend;
+use crate::config::schema::{Backend, ExecutorKind};
 use crate::config::{Loaded, Resolved};
 use crate::error::{Error, Result};
 use crate::method::{self, draw, ours, rft, step_dpo, EvalSummary, ModelSummary, Split};
 use crate::model::backend::InferBackend;
 use crate::report::{self, Cost, RowRef, RunEntry, RunIndex};
+use crate::stage::{progress, shard, Counts, Ctx, Key, ModelRef};
 use crate::task::Problem;
 
 /// One line of the stage plan.
@@ -75,7 +75,7 @@ where
     AB::InnerBackend: InferBackend,
 {
     let first = &loaded.runs[0].config;
-    if first.exp.executor.kind == crate::config::schema::ExecutorKind::Slurm && super::shard().is_none() {
+    if first.exp.executor.kind == ExecutorKind::Slurm && shard().is_none() {
         super::slurm::check()?;
     }
     let dir = out_dir(first);
@@ -112,6 +112,12 @@ where
     let mut total = Counts::default();
     for run in &loaded.runs {
         let mut ctx = Ctx::<AB>::new(run.config.clone(), &dir, device.clone(), dtype, bars.clone())?;
+        let x = run.config.exp.executor.clone();
+        match x.kind {
+            ExecutorKind::Local => {}
+            ExecutorKind::Workers => ctx.set_dispatch(Box::new(super::executor::Workers(x))),
+            ExecutorKind::Slurm => ctx.set_dispatch(Box::new(super::slurm::SlurmDispatch(x))),
+        }
         if !run.label.is_empty() {
             ctx.note(&format!("run {}", run.label));
         }

@@ -16,9 +16,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{launch, shard_marker, Key};
+use super::launch;
 use crate::config::schema::Slurm;
 use crate::error::{Error, Result};
+use crate::stage::{shard_marker, Key};
 
 /// The log of task `index` of `count`.
 fn task_log(dir: &Path, index: usize, count: usize) -> std::path::PathBuf {
@@ -279,6 +280,36 @@ fn ranges(v: &[usize]) -> String {
         i = j + 1;
     }
     out.join(",")
+}
+
+/// The `slurm` executor: shardable stages as job arrays of `executor.slurm.tasks` tasks,
+/// training stages as single jobs.
+pub struct SlurmDispatch(pub crate::config::schema::Executor);
+
+impl crate::stage::Dispatch for SlurmDispatch {
+    fn shards(
+        &mut self,
+        key: &Key,
+        dir: &Path,
+        items: usize,
+        label: &str,
+        finished: &dyn Fn() -> bool,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        run(key, dir, self.0.shards(items), label, &self.0.slurm, finished, note)
+    }
+
+    fn job(
+        &mut self,
+        key: &Key,
+        dir: &Path,
+        label: &str,
+        finished: &dyn Fn() -> bool,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<bool> {
+        run(key, dir, 1, label, &self.0.slurm, finished, note)?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

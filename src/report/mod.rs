@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::eval::stats::{paired, Paired};
+use crate::eval::EvalSummary;
 use crate::eval::Outcome;
-use crate::method::{read_jsonl, EvalSummary};
+use crate::util::read_jsonl;
 
 /// What one method/iteration cost to produce (besides its evaluation).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -82,6 +82,12 @@ pub fn join_steps<S: AsRef<str>>(steps: &[S]) -> String {
     steps.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(STEP_SEPARATOR)
 }
 
+/// `k` problems of `pool` drawn by the stream `(seed, purpose, ids)`.
+pub fn draw(pool: &[Problem], k: usize, seed: u64, purpose: &str, ids: &[u64]) -> Vec<Problem> {
+    let idx = crate::rng::Stream::new(seed, purpose, ids).sample_indices(pool.len(), k);
+    idx.into_iter().map(|i| pool[i].clone()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

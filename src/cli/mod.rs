@@ -1,7 +1,14 @@
 //! Command-line arguments (clap) and their dispatch to the library.
 //!
 //! Low-level arguments are checked here and turned into library calls; every command returns
-//! [`crate::Result`] so `main` prints one error chain and exits non-zero.
+//! [`crate::Result`] so `main` prints one error chain and exits non-zero. The commands that
+//! are not experiment runs have their own files: `model` (generate, score), `bench`, `grade`
+//! and `mcts`.
+
+pub mod bench;
+pub mod grade;
+pub mod mcts;
+pub mod model;
 
 use std::path::PathBuf;
 
@@ -33,9 +40,9 @@ pub enum Command {
     /// Print the resolved config with each value's origin and the runs, without computing.
     Plan(ExperimentArgs),
     /// Sample a completion from a model and print it as JSON.
-    Generate(crate::cli_model::GenerateArgs),
+    Generate(crate::cli::model::GenerateArgs),
     /// Print the per-token log-probabilities of a text under a model as JSON.
-    Score(crate::cli_model::ScoreArgs),
+    Score(crate::cli::model::ScoreArgs),
     /// Benchmarks (`runner bench generate|train ...`).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -61,7 +68,7 @@ pub enum Command {
     },
     /// Grade answers with a task's grader (`--task math FILE.jsonl`), or re-grade a finished
     /// evaluation (`--eval DIR`) and compare with its stored verdicts.
-    Grade(crate::cli_grade::GradeArgs),
+    Grade(crate::cli::grade::GradeArgs),
     /// Rebuild table.md, table.csv and the plots of a results folder from its artifacts.
     Table {
         /// The results folder (`results/<experiment>`).
@@ -73,9 +80,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Generation throughput: prefill and decode tokens/s, time to first token, peak memory.
-    Generate(crate::cli_bench::BenchGenerateArgs),
+    Generate(crate::cli::bench::BenchGenerateArgs),
     /// Training throughput: seconds per optimiser step (LoRA or full) at a model shape.
-    Train(crate::cli_bench::BenchTrainArgs),
+    Train(crate::cli::bench::BenchTrainArgs),
 }
 
 /// An experiment file and overrides.
@@ -93,20 +100,20 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match (cli.command, cli.file) {
         (Some(Command::Run(a)), _) => run(&a),
         (Some(Command::Plan(a)), _) => plan(&a),
-        (Some(Command::Generate(a)), _) => crate::cli_model::generate(&a),
-        (Some(Command::Score(a)), _) => crate::cli_model::score(&a),
-        (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli_bench::bench_generate(&a),
-        (Some(Command::Bench(BenchCommand::Train(a))), _) => crate::cli_bench::bench_train(&a),
-        (Some(Command::Mcts(a)), _) => crate::cli_mcts::mcts(&load(&a)?),
+        (Some(Command::Generate(a)), _) => crate::cli::model::generate(&a),
+        (Some(Command::Score(a)), _) => crate::cli::model::score(&a),
+        (Some(Command::Bench(BenchCommand::Generate(a))), _) => crate::cli::bench::bench_generate(&a),
+        (Some(Command::Bench(BenchCommand::Train(a))), _) => crate::cli::bench::bench_train(&a),
+        (Some(Command::Mcts(a)), _) => crate::cli::mcts::mcts(&load(&a)?),
         (Some(Command::Table { dir }), _) => crate::pipeline::run::table(&dir),
-        (Some(Command::Grade(a)), _) => crate::cli_grade::grade(&a),
+        (Some(Command::Grade(a)), _) => crate::cli::grade::grade(&a),
         (Some(Command::Shard { file, set, stage, index, count }), _) => {
             if count == 0 || index >= count {
                 return Err(Error::Other(format!(
                     "runner shard: --index {index} must be below --count {count}"
                 )));
             }
-            crate::pipeline::set_shard(crate::pipeline::Shard { stage, index, count });
+            crate::stage::set_shard(crate::stage::Shard { stage, index, count });
             match run(&ExperimentArgs { file, set }) {
                 Err(Error::ShardDone) => Ok(()),
                 Ok(()) => Err(Error::Other(

@@ -8,8 +8,8 @@ use crate::config::Loaded;
 use crate::error::Result;
 use crate::eval::stats::mean_se;
 use crate::method::{self, draw, ours, read_jsonl, write_jsonl};
-use crate::pipeline::{progress, Ctx};
 use crate::search::{preference_pair, Record, RootTree};
+use crate::stage::{progress, Ctx};
 use crate::task::{arith, TaskKind};
 
 type AB = Autodiff<Flex>;

@@ -38,8 +38,8 @@ pub struct ModelArgs {
 /// names, after checking that the pair is available in this build.
 macro_rules! on_backend {
     ($m:expr, $f:ident($($a:expr),*)) => {{
-        let m: &$crate::cli_model::ModelArgs = $m;
-        $crate::cli_model::check_backend(m)?;
+        let m: &$crate::cli::model::ModelArgs = $m;
+        $crate::cli::model::check_backend(m)?;
         match m.backend {
             $crate::config::schema::Backend::Cpu => {
                 $f::<burn::backend::Flex>($($a,)* &Default::default(), burn::tensor::DType::F32)

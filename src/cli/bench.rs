@@ -10,7 +10,7 @@ use burn::tensor::DType;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli_model::{engine, on_backend, positive, ModelArgs};
+use crate::cli::model::{engine, on_backend, positive, ModelArgs};
 use crate::error::Result;
 use crate::infer::{Request, Stop};
 use crate::model::backend::InferBackend;
