@@ -278,8 +278,8 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     };
     let _ = writeln!(
         md,
-        "Accuracy (%) on all {} test problems, {} sampled evaluation runs per model. {seeds_text}\
-         Rebuilt from the artifacts by `runner table {}`.{val_text}\n",
+        "Accuracy (%) on all {} test problems (the test column), {} sampled evaluation runs per model. \
+         {seeds_text}Rebuilt from the artifacts by `runner table {}`.{val_text}\n",
         idx.test_size,
         idx.eval_runs,
         dir.display()
