@@ -83,7 +83,8 @@ where
     // The resolved configuration of every run is written before any compute.
     for run in &loaded.runs {
         let text = crate::config::annotated_toml(run)?;
-        let path = if loaded.runs.len() == 1 {
+        // Training seeds share one configuration file (they differ only in the seed of the run).
+        let path = if run.label.is_empty() {
             dir.join("config.resolved.toml")
         } else {
             dir.join("runs").join(sanitize(&run.label)).join("config.resolved.toml")

@@ -206,6 +206,9 @@ fn over_seeds(ms: &[Measured]) -> (f64, f64, f64) {
 /// The text of a cell: one seed, mean ± SE over evaluation runs (no SE with one run); several,
 /// mean ± SE over seeds, with the evaluation-sampling SE in brackets.
 fn multi_cell(ms: &[Measured], runs: usize) -> String {
+    // A stage every seed shares (zero-shot CoT) is one measurement, not several.
+    let shared = ms.len() > 1 && ms.iter().all(|m| m.eval == ms[0].eval);
+    let ms = if shared { &ms[..1] } else { ms };
     match ms {
         [] => "/".into(),
         [m] if runs < 2 => format!("{:.2} (no SE: eval.runs = 1)", 100.0 * m.eval.mean),
