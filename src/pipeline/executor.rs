@@ -87,15 +87,4 @@ impl crate::stage::Dispatch for Workers {
     ) -> Result<()> {
         run_workers(key, dir, self.0.shards(items), label)
     }
-
-    fn job(
-        &mut self,
-        _key: &Key,
-        _dir: &Path,
-        _label: &str,
-        _finished: &dyn Fn() -> bool,
-        _note: &mut dyn FnMut(&str),
-    ) -> Result<bool> {
-        Ok(false)
-    }
 }

@@ -81,7 +81,11 @@ where
     let dir = out_dir(first);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     // The resolved configuration of every run is written before any compute.
-    for run in &loaded.runs {
+    for (i, run) in loaded.runs.iter().enumerate() {
+        // The training seeds of a sweep point are consecutive runs with one configuration.
+        if i > 0 && loaded.runs[i - 1].label == run.label {
+            continue;
+        }
         let text = crate::config::annotated_toml(run)?;
         // Training seeds share one configuration file (they differ only in the seed of the run).
         let path = if run.label.is_empty() {

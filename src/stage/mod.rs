@@ -137,15 +137,18 @@ pub trait Dispatch {
         note: &mut dyn FnMut(&str),
     ) -> Result<()>;
 
-    /// Computes stage `key` whole elsewhere and waits; `false` when it is left to this process.
+    /// Computes stage `key` whole elsewhere and waits; `false` when it is left to this process
+    /// (the default: only Slurm sends training stages away).
     fn job(
         &mut self,
-        key: &Key,
-        dir: &Path,
-        label: &str,
-        finished: &dyn Fn() -> bool,
-        note: &mut dyn FnMut(&str),
-    ) -> Result<bool>;
+        _key: &Key,
+        _dir: &Path,
+        _label: &str,
+        _finished: &dyn Fn() -> bool,
+        _note: &mut dyn FnMut(&str),
+    ) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Everything the stages of one run share.
@@ -252,7 +255,8 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
     let pool_len = train.len();
     if t.shots + t.val_size >= pool_len {
         return Err(Error::Other(format!(
-            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({});              expected fewer, leaving problems to train on",
+            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({}); \
+             expected fewer, leaving problems to train on",
             t.shots,
             t.val_size,
             t.shots + t.val_size,
@@ -270,8 +274,7 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
                 t.shots
             )));
         }
-        let mut pool = with_solution;
-        let picked = take(&mut pool, t.shots, "shots");
+        let picked = crate::task::draw(&with_solution, t.shots, e.seed, "shots", &[]);
         let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
         train.retain(|p| !ids.contains(&p.id));
         picked
