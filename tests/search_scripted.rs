@@ -73,7 +73,13 @@ fn hand_computed_search() {
         .collect(),
     );
     let mut policy = script;
-    let problems = vec![Problem { id: 7, question: "q".into(), answer: "1".into(), solution: None }];
+    let problems = vec![Problem {
+        id: 7,
+        question: "q".into(),
+        answer: "1".into(),
+        solution: None,
+        meta: Default::default(),
+    }];
     let c = cfg(4, 2, 1.0, 8, 1, 1);
     let search = Search { cfg: &c, kind: TaskKind::Arith, seed: 0, iteration: 1 };
     let mut results = Vec::new();
@@ -123,7 +129,13 @@ fn zero_scores_are_skipped_and_max_steps_stops() {
                 .collect())
         }
     }
-    let problems = vec![Problem { id: 0, question: "q".into(), answer: "1".into(), solution: None }];
+    let problems = vec![Problem {
+        id: 0,
+        question: "q".into(),
+        answer: "1".into(),
+        solution: None,
+        meta: Default::default(),
+    }];
     let c = cfg(3, 3, 1.4, 4, 2, 1);
     let search = Search { cfg: &c, kind: TaskKind::Arith, seed: 0, iteration: 0 };
     let mut results = Vec::new();
@@ -170,7 +182,13 @@ impl Policy for Random {
 
 fn run_all(in_flight: usize, virtual_loss: usize, skip: &HashSet<u64>) -> Vec<ProblemResult> {
     let problems: Vec<Problem> = (0..20)
-        .map(|i| Problem { id: i, question: format!("q{i}"), answer: (i % 3).to_string(), solution: None })
+        .map(|i| Problem {
+            id: i,
+            question: format!("q{i}"),
+            answer: (i % 3).to_string(),
+            solution: None,
+            meta: Default::default(),
+        })
         .collect();
     let c = cfg(8, 3, 1.4, 5, virtual_loss, in_flight);
     let search = Search { cfg: &c, kind: TaskKind::Arith, seed: 11, iteration: 2 };

@@ -114,7 +114,13 @@ pub fn generate(spec: &ArithSpec, seed: u64, pool: Pool, index: u64) -> Problem 
     }
     question.push_str(&format!(" How many {item} does {name} have now?"));
     steps.push(format!("The final answer is {value}."));
-    Problem { id: index, question, answer: value.to_string(), solution: Some(steps.join(STEP_SEPARATOR)) }
+    Problem {
+        id: index,
+        question,
+        answer: value.to_string(),
+        solution: Some(steps.join(STEP_SEPARATOR)),
+        meta: Default::default(),
+    }
 }
 
 fn pick_op(s: &mut Stream, spec: &ArithSpec, value: i64) -> Op {

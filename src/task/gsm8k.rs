@@ -53,6 +53,7 @@ pub fn load(path: &Path) -> Result<Vec<Problem>> {
             question: line.question.trim().to_string(),
             answer: gold,
             solution: Some(solution),
+            meta: Default::default(),
         });
     }
     Ok(out)

@@ -1,5 +1,6 @@
 //! MATH (Hendrycks et al. 2021) JSONL: `{"problem", "solution", "level", "type"}` with the
-//! answer in the solution's last `\boxed{...}`, and LaTeX-aware grading.
+//! answer in the solution's last `\boxed{...}` (or the record's `answer` field, as in
+//! data/math/), and LaTeX-aware grading.
 //!
 //! Normalisation follows the spirit of the MATH paper's `is_equiv` (strip spaces, `\left`,
 //! `\right`, `\!`, units in `\text{}`, degree signs, dollar signs, `tfrac`/`dfrac`; repair
@@ -18,18 +19,30 @@ use crate::error::{Error, Result};
 struct Line {
     problem: String,
     solution: String,
+    /// The dataset's own gold answer (the last `\boxed` of the solution, in the shipped files).
     #[serde(default)]
-    #[allow(dead_code)]
+    answer: Option<String>,
+    #[serde(default)]
     level: Option<String>,
     #[serde(default, rename = "type")]
-    #[allow(dead_code)]
     kind: Option<String>,
 }
 
-/// Reads a MATH-format JSONL file; the gold answer is the last `\boxed{}` of `solution`.
+/// Reads a MATH-format JSONL file (see [`load_noting`]).
 pub fn load(path: &Path) -> Result<Vec<Problem>> {
+    load_noting(path).map(|(p, _)| p)
+}
+
+/// Reads a MATH-format JSONL file: the gold answer is the record's `answer` when it has one,
+/// else the last `\boxed{}` of `solution`; `level` and `type` become the problem's `meta`
+/// (for tables broken down by them); the reference solution's steps are its paragraphs
+/// ([`paragraph_steps`]). A record whose gold answer is empty (2 of MATH train's, defects of the
+/// original data) cannot be graded: it is left out, and the second value says so. A problem's
+/// id is its line index.
+pub fn load_noting(path: &Path) -> Result<(Vec<Problem>, Vec<String>)> {
     let text = crate::error::read_to_string(path)?;
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         if raw.trim().is_empty() {
             continue;
@@ -38,16 +51,64 @@ pub fn load(path: &Path) -> Result<Vec<Problem>> {
         let line: Line = serde_json::from_str(raw).map_err(|e| {
             bad(format!("expected a JSON object with string fields \"problem\" and \"solution\": {e}"))
         })?;
-        let answer = last_boxed(&line.solution)
-            .ok_or_else(|| bad("field \"solution\" has no \\boxed{...} answer".into()))?;
+        let answer = match line.answer {
+            Some(a) => a,
+            None => last_boxed(&line.solution)
+                .ok_or_else(|| bad("field \"solution\" has no \\boxed{...} answer".into()))?,
+        };
+        if answer.trim().is_empty() {
+            notes.push(format!("{}:{}: empty gold answer, left out", path.display(), i + 1));
+            continue;
+        }
+        let meta = [("level", line.level), ("type", line.kind)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
         out.push(Problem {
-            id: out.len() as u64,
+            id: i as u64,
             question: line.problem.trim().to_string(),
-            answer,
-            solution: Some(line.solution.trim().to_string()),
+            answer: answer.trim().to_string(),
+            solution: Some(paragraph_steps(&line.solution).join(super::STEP_SEPARATOR)),
+            meta,
         });
     }
-    Ok(out)
+    Ok((out, notes))
+}
+
+/// The steps of a MATH reference solution: its paragraphs (blank-line separated, as the paper's
+/// steps are), except that a blank line inside an environment (a `\begin{..}` not yet closed)
+/// does not end a step (one of the 12,500 solutions has one: train/intermediate_algebra/689);
+/// that blank line becomes a single line break, since steps are joined by blank lines.
+/// `$$` and `\[` are not counted: MATH writes `$$` for empty cells and `\\[-9pt]` for row
+/// spacing, so their parity says nothing.
+/// Single line breaks stay inside a step. The solution keeps its own wording; its last step is
+/// the one with the last `\boxed` (the gold answer).
+pub fn paragraph_steps(solution: &str) -> Vec<String> {
+    let mut steps: Vec<String> = Vec::new();
+    let mut open = false;
+    for para in solution.split(super::STEP_SEPARATOR) {
+        let para = para.trim_matches('\n');
+        if para.trim().is_empty() {
+            continue;
+        }
+        match steps.last_mut() {
+            Some(last) if open => {
+                // A step never holds a blank line (the separator): one line break instead.
+                last.push('\n');
+                last.push_str(para);
+            }
+            _ => steps.push(para.to_string()),
+        }
+        let last = steps.last().expect("pushed above");
+        open = last.matches("\\begin{").count() > last.matches("\\end{").count();
+    }
+    // A step stating the answer ends a solution everywhere in the pipeline (MCTS, grading):
+    // paragraphs after the last boxed one (a remark or a generalisation, in 453 of the 12,500
+    // solutions) are left out.
+    if let Some(at) = steps.iter().rposition(|s| s.contains("\\boxed") || s.contains("\\fbox")) {
+        steps.truncate(at + 1);
+    }
+    steps
 }
 
 /// The predicted answer of a completion: a final-answer phrase (unwrapping `\boxed{}`), else
@@ -133,6 +194,20 @@ mod tests {
             negatives += usize::from(!want);
         }
         assert!(CASES.len() >= 40 && negatives * 2 >= CASES.len());
+    }
+
+    #[test]
+    fn paragraph_steps_keep_environments_whole_and_end_at_the_answer() {
+        let sol = "First.\n\nThen\n\\begin{align*}\nx &= 1\n\n\\\\ y &= 2\n\\end{align*}\nso\n\n$x,$$y$ gives $\\boxed{3}$.\n\nMore generally, ...";
+        assert_eq!(
+            paragraph_steps(sol),
+            vec![
+                "First.",
+                "Then\n\\begin{align*}\nx &= 1\n\\\\ y &= 2\n\\end{align*}\nso",
+                "$x,$$y$ gives $\\boxed{3}$.",
+            ]
+        );
+        assert_eq!(paragraph_steps("One step, no box."), vec!["One step, no box."]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod latex;
 pub mod math;
 pub mod prompt;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Separator between solution steps.
@@ -27,6 +29,10 @@ pub struct Problem {
     pub answer: String,
     /// A reference solution in step format, when the dataset has one.
     pub solution: Option<String>,
+    /// Other string fields of the record that tables can break accuracy down by (MATH:
+    /// `level`, `type`); empty for generated problems.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
 }
 
 /// The kind of task, which fixes answer extraction and grading.
