@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use mcts_ps::task::{gsm8k, math, split_steps, TaskKind};
-use sha2::{Digest, Sha256};
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
@@ -25,7 +24,7 @@ const FILES: &[(&str, usize, &str)] = &[
 fn shipped_files_are_the_releases_byte_for_byte() {
     for (rel, lines, sha) in FILES {
         let bytes = std::fs::read(data(rel)).unwrap();
-        let got: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let got = mcts_ps::util::sha256_hex(&bytes);
         assert_eq!(&got, sha, "{rel}: sha256");
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), *lines, "{rel}: lines");
         // The README beside each file lists the same hash (so the two cannot drift apart).

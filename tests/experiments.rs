@@ -54,7 +54,7 @@ fn every_experiment_resolves() {
         for run in &loaded.runs {
             let text = config::annotated_toml(run).unwrap();
             assert!(text.contains(&format!("name = \"{}\"", run.config.exp.name)));
-            assert!(!mcts_ps::pipeline::run::plan(&run.config).is_empty());
+            assert!(!mcts_ps::pipeline::run::plan(&run.config, None).is_empty());
         }
         if rel.ends_with("sweep_alpha.toml") {
             assert_eq!(loaded.runs.len(), 3);

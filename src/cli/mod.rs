@@ -141,6 +141,7 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
         println!();
     }
     println!("# {} run(s):", loaded.runs.len());
+    let mut described: Vec<Vec<String>> = Vec::new();
     for run in &loaded.runs {
         let label = match (run.label.as_str(), run.seed) {
             ("", None) => "(single run)".to_string(),
@@ -148,8 +149,18 @@ fn plan(a: &ExperimentArgs) -> Result<()> {
             (l, None) => l.to_string(),
             (l, Some(s)) => format!("{l}, seed {s}"),
         };
-        let stages = crate::pipeline::run::plan(&run.config);
+        let problems = crate::stage::split_problems(&run.config)?;
+        let stages = crate::pipeline::run::plan(&run.config, Some(problems.test.len()));
         println!("#   {label}: {} stages", stages.len());
+        // The problems are the same for every seed and sweep point that does not change [task]:
+        // described once per distinct description.
+        let data = crate::stage::problems::describe(&run.config, &problems)?;
+        if described.last() != Some(&data) {
+            for line in &data {
+                println!("#     {line}");
+            }
+            described.push(data);
+        }
         let x = &run.config.exp.executor;
         for s in stages {
             use crate::config::schema::ExecutorKind as K;

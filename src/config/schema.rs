@@ -31,6 +31,9 @@ pub struct Experiment {
     pub threads: usize,
     /// Paper set-up to show beside ours ("" = none).
     pub paper: String,
+    /// Seconds between progress lines when stderr is not a terminal (0 = none); never changes
+    /// a result.
+    pub progress_seconds: f64,
     /// `[model]`.
     pub model: Model,
     /// `[pretrain]`.
@@ -55,6 +58,8 @@ pub struct Experiment {
     pub infer: Infer,
     /// `[executor]`.
     pub executor: Executor,
+    /// `[report]`.
+    pub report: Report,
     /// `[sweep]`: key path -> values.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<figment::value::Value>>,
@@ -372,6 +377,15 @@ pub struct Slurm {
     pub retries: usize,
     /// Seconds between polls of `squeue`.
     pub poll_seconds: f64,
+}
+
+/// `[report]`: what the tables show besides the main one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Fields of the test records to break accuracy down by (`table-breakdown.md`), e.g.
+    /// `["type", "level"]` for MATH.
+    pub breakdown: Vec<String>,
 }
 
 /// `[infer]`.

@@ -132,8 +132,10 @@ pub struct Graph {
 /// The table order of the methods' rows.
 pub const ROW_ORDER: &[&str] = &["zero_shot_cot", "rft", "rft_matched", "step_dpo", "ours"];
 
-/// The stage graph of a resolved configuration (pure: reads no data and no store).
-pub fn graph(cfg: &Resolved) -> Graph {
+/// The stage graph of a resolved configuration (pure: reads no data and no store). `test_len`
+/// is the test set's size when known (a file-based set with `task.test_size = 0` is the whole
+/// file): it only sets the labels and item counts.
+pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
     let e = &cfg.exp;
     let has = |b: &str| e.baselines.iter().any(|x| x == b);
     let compute = if e.model.backend == Backend::Cuda { Resource::Gpu } else { Resource::Cpu };
@@ -153,7 +155,7 @@ pub fn graph(cfg: &Resolved) -> Graph {
     };
     let mut splits = Vec::new();
     if e.eval.test {
-        splits.push((Split::Test, e.task.test_size));
+        splits.push((Split::Test, test_len.unwrap_or(e.task.test_size)));
     }
     if e.task.val_size > 0 {
         splits.push((Split::Validation, e.task.val_size));
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn inputs_come_before_their_nodes_and_step_dpo_shares_the_first_mcts() {
-        let g = graph(&cfg(&[]));
+        let g = graph(&cfg(&[]), None);
         for (i, n) in g.nodes.iter().enumerate() {
             assert!(n.inputs().iter().all(|&j| j < i), "{} reads a later node", n.label);
         }
@@ -264,20 +266,20 @@ mod tests {
         let ours1 = g.nodes.iter().position(|n| matches!(n.op, Op::Mcts { iteration: 1, .. })).unwrap();
         assert!(matches!(dpo1.op, Op::TrainDpo { mcts, .. } if mcts == ours1));
         // Other problem counts: step-DPO searches on its own.
-        let g = graph(&cfg(&["step_dpo.problems_per_iteration=100"]));
+        let g = graph(&cfg(&["step_dpo.problems_per_iteration=100"]), None);
         assert_eq!(g.nodes.iter().filter(|n| n.kind == "mcts").count(), 4 + 4);
     }
 
     #[test]
     fn splits_and_the_matched_baseline_add_nodes() {
-        let plain = graph(&cfg(&[]));
+        let plain = graph(&cfg(&[]), None);
         let evals = |g: &Graph| g.nodes.iter().filter(|n| n.kind == "eval").count();
         assert_eq!(evals(&plain), 1 + 1 + 4 + 4);
-        let val = graph(&cfg(&["task.val_size=50"]));
+        let val = graph(&cfg(&["task.val_size=50"]), None);
         assert_eq!(evals(&val), 2 * evals(&plain));
-        let val_only = graph(&cfg(&["task.val_size=50", "eval.test=false"]));
+        let val_only = graph(&cfg(&["task.val_size=50", "eval.test=false"]), None);
         assert_eq!(evals(&val_only), evals(&plain));
-        let matched = graph(&cfg(&["rft.match_tokens=\"ours\""]));
+        let matched = graph(&cfg(&["rft.match_tokens=\"ours\""]), None);
         let r = matched.nodes.iter().find(|n| matches!(n.op, Op::Rft { budget: Some(_), .. })).unwrap();
         let Op::Rft { budget: Some(m), .. } = r.op else { unreachable!() };
         assert!(matches!(matched.nodes[m].op, Op::Mcts { iteration: 1, .. }));

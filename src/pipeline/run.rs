@@ -28,9 +28,9 @@ pub struct Planned {
 }
 
 /// The stages a run consists of (before looking at what is already finished): the nodes of
-/// [`graph::graph`] that compute.
-pub fn plan(cfg: &Resolved) -> Vec<Planned> {
-    graph::graph(cfg)
+/// [`graph::graph`] that compute (`test_len`: the test set's size when known).
+pub fn plan(cfg: &Resolved, test_len: Option<usize>) -> Vec<Planned> {
+    graph::graph(cfg, test_len)
         .stages()
         .map(|n| Planned { kind: n.kind, label: n.label.clone(), items: n.items })
         .collect()
@@ -96,7 +96,7 @@ where
         crate::util::write_atomic(&path, text.as_bytes())?;
     }
     let bars = progress();
-    let planned: usize = loaded.runs.iter().map(|r| plan(&r.config).len()).sum();
+    let planned: usize = loaded.runs.iter().map(|r| plan(&r.config, None).len()).sum();
     let top = bars.add(indicatif::ProgressBar::new(planned as u64));
     top.set_style(
         indicatif::ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} stages ({elapsed})")
@@ -112,6 +112,7 @@ where
         test_size: 0,
         val_size: 0,
         eval_runs: first.exp.eval.runs,
+        breakdown: Default::default(),
         runs: vec![],
     };
     let mut total = Counts::default();
@@ -128,6 +129,7 @@ where
         }
         index.test_size = ctx.test_set.len();
         index.val_size = ctx.val_set.len();
+        index.breakdown = crate::stage::problems::groups(&ctx.test_set, &run.config.exp.report.breakdown);
         let rows = run_graph(&mut ctx, &top)?;
         total.computed += ctx.counts.computed;
         total.cached += ctx.counts.cached;
@@ -187,7 +189,7 @@ fn run_graph<AB: AutodiffBackend>(ctx: &mut Ctx<AB>, top: &indicatif::ProgressBa
 where
     AB::InnerBackend: InferBackend,
 {
-    let g = graph::graph(&ctx.cfg);
+    let g = graph::graph(&ctx.cfg, Some(ctx.test_set.len()));
     let mut out: Vec<Output> = Vec::with_capacity(g.nodes.len());
     let mut rows: Vec<RowRef> = Vec::new();
     let model = |out: &[Output], i: NodeId| match &out[i] {

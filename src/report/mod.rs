@@ -2,6 +2,7 @@
 //! stage measured each row; everything else is read from those stages' folders. Writes
 //! `table.md`, `table.csv` and `plot.svg` (one plot per run of a sweep).
 
+pub mod breakdown;
 pub mod paper;
 pub mod plot;
 
@@ -77,6 +78,10 @@ pub struct RunIndex {
     pub val_size: usize,
     /// Evaluation runs per cell.
     pub eval_runs: usize,
+    /// `report.breakdown`: field -> value -> the test problems (ids) with that value, for the
+    /// tables broken down by them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakdown: BTreeMap<String, BTreeMap<String, Vec<u64>>>,
     /// The runs.
     pub runs: Vec<RunEntry>,
 }
@@ -88,6 +93,8 @@ pub struct Measured {
     pub eval: EvalSummary,
     /// Per-problem accuracy averaged over the evaluation runs, by problem id.
     pub per_problem: BTreeMap<u64, f64>,
+    /// Every outcome as `(run, problem, correct)`.
+    pub outcomes: Vec<(u64, u64, bool)>,
 }
 
 /// A row (method, iteration) with its measurements, over one training seed or aggregated
@@ -129,13 +136,14 @@ fn load_stage(cache: &Path, stage: &str) -> Result<Measured> {
         .map_err(|e| Error::Checkpoint { path: dir.join("done.json"), message: e.to_string() })?;
     let outcomes: Vec<Outcome> = read_jsonl(&dir.join("eval.jsonl"))?;
     let mut acc: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-    for o in outcomes {
+    for o in &outcomes {
         let e = acc.entry(o.problem).or_default();
         e.0 += f64::from(u8::from(o.correct));
         e.1 += 1.0;
     }
     let per_problem = acc.into_iter().map(|(k, (c, n))| (k, c / n)).collect();
-    Ok(Measured { eval, per_problem })
+    let outcomes = outcomes.iter().map(|o| (o.run, o.problem, o.correct)).collect();
+    Ok(Measured { eval, per_problem, outcomes })
 }
 
 /// Paired comparison of two measurements over problems (accuracy averaged over runs).
@@ -309,6 +317,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     .map_err(csv_err)?;
     let mut sweep_summary = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
+    let mut by_field = String::new();
     for (label, entries) in &groups {
         for e in entries {
             for w in &e.warnings {
@@ -349,6 +358,22 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         }
         let has_test = rows.iter().any(|r| !r.test.is_empty());
         let has_val = rows.iter().any(|r| !r.val.is_empty());
+        if !idx.breakdown.is_empty() && has_test {
+            let named: Vec<(String, &[Measured])> = rows
+                .iter()
+                .filter(|r| !r.test.is_empty())
+                .map(|r| (display(&r.r.method, r.r.iteration), r.test.as_slice()))
+                .collect();
+            if groups.len() > 1 {
+                let _ = writeln!(by_field, "## Run `{label}`\n");
+            }
+            let se_kind = if n_seeds > 1 {
+                format!("mean over {n_seeds} seeds ± SE over seeds")
+            } else {
+                format!("mean ± SE over {} evaluation runs", idx.eval_runs)
+            };
+            by_field.push_str(&breakdown::tables(&idx.breakdown, &named, &se_kind));
+        }
         let mut head = String::from("| Method |");
         if has_test {
             let _ = write!(head, " {} |", idx.column);
@@ -542,6 +567,17 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         for (label, name, t, v, z) in &sweep_summary {
             let _ = writeln!(md, "| `{label}` | {name} | {} | {} | {} |", c(t), c(v), c(z));
         }
+    }
+    if !by_field.is_empty() {
+        let fields: Vec<&str> = idx.breakdown.keys().map(String::as_str).collect();
+        let _ = writeln!(md, "Accuracy by {} (report.breakdown): [table-breakdown.md](table-breakdown.md).\n", fields.join(", "));
+        let head = format!(
+            "# {}: accuracy by {} on the test set\n\nThe rows of table.md, each test problem counted in the \
+             column of its value; n is the number of test problems with that value.\n\n",
+            idx.experiment,
+            fields.join(", ")
+        );
+        crate::util::write_atomic(&dir.join("table-breakdown.md"), (head + &by_field).as_bytes())?;
     }
     if !warnings.is_empty() {
         let _ = writeln!(md, "## Warnings\n");

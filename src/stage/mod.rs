@@ -4,6 +4,7 @@
 //! `method/`, the order they run in is `pipeline/graph.rs`; executors plug in through
 //! [`Dispatch`], so nothing here depends on how or where a stage runs.
 
+pub mod problems;
 pub mod store;
 
 use std::io::Write;
@@ -15,14 +16,14 @@ use burn::tensor::DType;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+pub use problems::{problem_sets, split_problems, Problems};
 pub use store::{Key, Store};
 
-use crate::config::{DataSource, Resolved};
+use crate::config::Resolved;
 use crate::error::{Error, Result};
 use crate::model::backend::InferBackend;
-use crate::task::arith::{generate_pool, Pool};
 use crate::task::prompt::{Shot, Template};
-use crate::task::{gsm8k, math, Problem, TaskKind};
+use crate::task::{Problem, TaskKind};
 
 /// A model produced by a stage or given by the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -192,146 +193,6 @@ where
     dispatch: Option<Box<dyn Dispatch>>,
     log: Option<std::fs::File>,
     started: Instant,
-}
-
-/// The problems of one run after the validation split and the worked examples are taken out
-/// of the training pool.
-#[derive(Clone, Debug)]
-pub struct Problems {
-    /// What methods draw their training problems from.
-    pub train: Vec<Problem>,
-    /// `task.val_size` problems of the pool, drawn by `(seed, "validation")`.
-    pub val: Vec<Problem>,
-    /// The test set.
-    pub test: Vec<Problem>,
-    /// `task.shots` problems of the pool with reference solutions, drawn by `(seed, "shots")`.
-    pub shots: Vec<Shot>,
-    /// Inputs that are accepted but deserve a word (a test set shorter than asked for).
-    pub warnings: Vec<String>,
-}
-
-/// Loads the problem sets, splits off validation and worked examples, and checks that the pool
-/// covers every draw the configuration makes. Both splits use the experiment's `seed` (not a
-/// training seed), so every training seed meets the same validation and test problems.
-pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
-    let (mut train, test) = problem_sets(cfg)?;
-    let e = &cfg.exp;
-    let t = &e.task;
-    let pool_desc = match &cfg.train_data {
-        DataSource::Arith => format!("task.train_size = {}", t.train_size),
-        DataSource::File(_, p) => {
-            format!("{}, task.train_path, task.train_size = {}", p.display(), t.train_size)
-        }
-    };
-    if train.is_empty() {
-        return Err(Error::Other(format!(
-            "{}: the training pool is empty; expected at least one problem",
-            pool_desc
-        )));
-    }
-    let mut warnings = Vec::new();
-    if e.eval.runs == 1 {
-        warnings.push(
-            "eval.runs = 1: one sampled run per model, so cells have no standard error over runs".to_string(),
-        );
-    }
-    if t.test_size > 0 && test.len() < t.test_size {
-        warnings.push(format!(
-            "task.test_size = {} but the test set has only {} problems: the table is over {}",
-            t.test_size,
-            test.len(),
-            test.len()
-        ));
-    }
-    let take = |pool: &mut Vec<Problem>, k: usize, purpose: &str| -> Vec<Problem> {
-        if k == 0 {
-            return Vec::new();
-        }
-        let picked = crate::task::draw(pool, k.min(pool.len()), e.seed, purpose, &[]);
-        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
-        pool.retain(|p| !ids.contains(&p.id));
-        picked
-    };
-    let pool_len = train.len();
-    if t.shots + t.val_size >= pool_len {
-        return Err(Error::Other(format!(
-            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({}); \
-             expected fewer, leaving problems to train on",
-            t.shots,
-            t.val_size,
-            t.shots + t.val_size,
-            pool_len,
-            pool_desc
-        )));
-    }
-    let shots: Vec<Shot> = {
-        let with_solution: Vec<Problem> = train.iter().filter(|p| p.solution.is_some()).cloned().collect();
-        if t.shots > with_solution.len() {
-            return Err(Error::Other(format!(
-                "task.shots = {}: the training pool has {} problems with reference solutions; expected at least {}",
-                t.shots,
-                with_solution.len(),
-                t.shots
-            )));
-        }
-        let picked = crate::task::draw(&with_solution, t.shots, e.seed, "shots", &[]);
-        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
-        train.retain(|p| !ids.contains(&p.id));
-        picked
-            .into_iter()
-            .map(|p| Shot { question: p.question, solution: p.solution.expect("filtered above") })
-            .collect()
-    };
-    let val = take(&mut train, t.val_size, "validation");
-    // Every draw must find its problems in the pool.
-    let mut needs = vec![("ours.problems_per_iteration", e.ours.problems_per_iteration)];
-    if e.baselines.iter().any(|b| b == "rft") {
-        needs.push(("rft.problems", e.rft.problems));
-    }
-    if e.baselines.iter().any(|b| b == "step_dpo") {
-        needs.push(("step_dpo.problems_per_iteration", e.step_dpo.problems_per_iteration));
-    }
-    for (key, n) in needs {
-        if n > train.len() {
-            return Err(Error::Other(format!(
-                "{key} = {n} but the training pool has {} problems ({}, less task.val_size = {} and \
-                 task.shots = {}); expected at most {}",
-                train.len(),
-                pool_desc,
-                t.val_size,
-                t.shots,
-                train.len()
-            )));
-        }
-    }
-    Ok(Problems { train, val, test, shots, warnings })
-}
-
-/// Loads or generates the training pool and the test set.
-pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>)> {
-    let t = &cfg.exp.task;
-    let take = |mut v: Vec<Problem>, n: usize| {
-        if n > 0 {
-            v.truncate(n);
-        }
-        v
-    };
-    let test = match &cfg.test_data {
-        DataSource::Arith => {
-            generate_pool(&t.arith, cfg.exp.seed, Pool::Test, t.test_size.max(1), &Default::default())
-        }
-        DataSource::File(TaskKind::Math, p) => take(math::load(p)?, t.test_size),
-        DataSource::File(_, p) => take(gsm8k::load(p)?, t.test_size),
-    };
-    let exclude: std::collections::HashSet<String> = test.iter().map(|p| p.question.clone()).collect();
-    let train = match &cfg.train_data {
-        DataSource::Arith => {
-            generate_pool(&t.arith, cfg.exp.seed, Pool::Train, t.train_size.max(1), &exclude)
-        }
-        DataSource::File(TaskKind::Math, p) => take(math::load(p)?, t.train_size),
-        DataSource::File(_, p) => take(gsm8k::load(p)?, t.train_size),
-    };
-    Ok((train, test))
 }
 
 impl<AB: AutodiffBackend> Ctx<AB>

@@ -1,0 +1,259 @@
+//! The problems of a run: the training pool and test set read from their files (or generated),
+//! the validation split and worked examples taken out of the pool, and the checks that every
+//! draw the configuration makes finds its problems.
+
+use std::collections::BTreeMap;
+
+use crate::config::{DataSource, Resolved};
+use crate::error::{Error, Result};
+use crate::task::arith::{generate_pool, Pool};
+use crate::task::prompt::Shot;
+use crate::task::{gsm8k, math, Problem, TaskKind};
+
+/// The problems of one run after the validation split and the worked examples are taken out
+/// of the training pool.
+#[derive(Clone, Debug)]
+pub struct Problems {
+    /// What methods draw their training problems from.
+    pub train: Vec<Problem>,
+    /// `task.val_size` problems of the pool, drawn by `(seed, "validation")`.
+    pub val: Vec<Problem>,
+    /// The test set.
+    pub test: Vec<Problem>,
+    /// `task.shots` problems of the pool with reference solutions, drawn by `(seed, "shots")`.
+    pub shots: Vec<Shot>,
+    /// Inputs that are accepted but deserve a word (a test set shorter than asked for).
+    pub warnings: Vec<String>,
+}
+
+/// Loads the problem sets, splits off validation and worked examples, and checks that the pool
+/// covers every draw the configuration makes. Both splits use the experiment's `seed` (not a
+/// training seed), so every training seed meets the same validation and test problems.
+pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
+    let (mut train, test, notes) = problem_sets(cfg)?;
+    let e = &cfg.exp;
+    let t = &e.task;
+    let pool_desc = match &cfg.train_data {
+        DataSource::Arith => format!("task.train_size = {}", t.train_size),
+        DataSource::File(_, p) => {
+            format!("{}, task.train_path, task.train_size = {}", p.display(), t.train_size)
+        }
+    };
+    if train.is_empty() {
+        return Err(Error::Other(format!(
+            "{}: the training pool is empty; expected at least one problem",
+            pool_desc
+        )));
+    }
+    let mut warnings = notes;
+    for field in &e.report.breakdown {
+        if !test.iter().any(|p| p.meta.contains_key(field)) {
+            let fields: std::collections::BTreeSet<&str> =
+                test.iter().flat_map(|p| p.meta.keys().map(String::as_str)).collect();
+            let fields: Vec<&str> = fields.into_iter().collect();
+            return Err(Error::Other(format!(
+                "report.breakdown: field {field:?} is in no record of the test set ({}); expected one of: {}",
+                data_name(&cfg.test_data),
+                if fields.is_empty() { "(none: these records have no such fields)".to_string() } else { fields.join(", ") }
+            )));
+        }
+    }
+    if e.eval.runs == 1 {
+        warnings.push(
+            "eval.runs = 1: one sampled run per model, so cells have no standard error over runs".to_string(),
+        );
+    }
+    if t.test_size > 0 && test.len() < t.test_size {
+        warnings.push(format!(
+            "task.test_size = {} but the test set has only {} problems: the table is over {}",
+            t.test_size,
+            test.len(),
+            test.len()
+        ));
+    }
+    let take = |pool: &mut Vec<Problem>, k: usize, purpose: &str| -> Vec<Problem> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let picked = crate::task::draw(pool, k.min(pool.len()), e.seed, purpose, &[]);
+        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
+        pool.retain(|p| !ids.contains(&p.id));
+        picked
+    };
+    let pool_len = train.len();
+    if t.shots + t.val_size >= pool_len {
+        return Err(Error::Other(format!(
+            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({}); \
+             expected fewer, leaving problems to train on",
+            t.shots,
+            t.val_size,
+            t.shots + t.val_size,
+            pool_len,
+            pool_desc
+        )));
+    }
+    let shots: Vec<Shot> = {
+        let with_solution: Vec<Problem> = train.iter().filter(|p| p.solution.is_some()).cloned().collect();
+        if t.shots > with_solution.len() {
+            return Err(Error::Other(format!(
+                "task.shots = {}: the training pool has {} problems with reference solutions; expected at least {}",
+                t.shots,
+                with_solution.len(),
+                t.shots
+            )));
+        }
+        let picked = crate::task::draw(&with_solution, t.shots, e.seed, "shots", &[]);
+        let ids: std::collections::HashSet<u64> = picked.iter().map(|p| p.id).collect();
+        train.retain(|p| !ids.contains(&p.id));
+        picked
+            .into_iter()
+            .map(|p| Shot { question: p.question, solution: p.solution.expect("filtered above") })
+            .collect()
+    };
+    let val = take(&mut train, t.val_size, "validation");
+    // Every draw must find its problems in the pool.
+    let mut needs = vec![("ours.problems_per_iteration", e.ours.problems_per_iteration)];
+    if e.baselines.iter().any(|b| b == "rft") {
+        needs.push(("rft.problems", e.rft.problems));
+    }
+    if e.baselines.iter().any(|b| b == "step_dpo") {
+        needs.push(("step_dpo.problems_per_iteration", e.step_dpo.problems_per_iteration));
+    }
+    for (key, n) in needs {
+        if n > train.len() {
+            return Err(Error::Other(format!(
+                "{key} = {n} but the training pool has {} problems ({}, less task.val_size = {} and \
+                 task.shots = {}); expected at most {}",
+                train.len(),
+                pool_desc,
+                t.val_size,
+                t.shots,
+                train.len()
+            )));
+        }
+    }
+    Ok(Problems { train, val, test, shots, warnings })
+}
+
+/// Loads or generates the training pool and the test set; the third value lists what the
+/// loaders left out (MATH records with an empty gold answer). A size below a file's length
+/// (`task.train_size`, `task.test_size`) takes a subset drawn on `seed` (streams
+/// "train-subset", "test-subset") and kept in file order: MATH files are sorted by subject, so
+/// their first lines would be one subject only.
+pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<String>)> {
+    let t = &cfg.exp.task;
+    let mut notes = Vec::new();
+    let mut read = |source: &DataSource, n: usize, purpose: &str| -> Result<Vec<Problem>> {
+        let DataSource::File(kind, p) = source else { unreachable!("files only") };
+        let all = match kind {
+            TaskKind::Math => {
+                let (v, left_out) = math::load_noting(p)?;
+                notes.extend(left_out);
+                v
+            }
+            _ => gsm8k::load(p)?,
+        };
+        Ok(subset(all, n, cfg.exp.seed, purpose))
+    };
+    let test = match &cfg.test_data {
+        DataSource::Arith => {
+            generate_pool(&t.arith, cfg.exp.seed, Pool::Test, t.test_size.max(1), &Default::default())
+        }
+        file => read(file, t.test_size, "test-subset")?,
+    };
+    let train = match &cfg.train_data {
+        DataSource::Arith => {
+            let exclude: std::collections::HashSet<String> = test.iter().map(|p| p.question.clone()).collect();
+            generate_pool(&t.arith, cfg.exp.seed, Pool::Train, t.train_size.max(1), &exclude)
+        }
+        file => read(file, t.train_size, "train-subset")?,
+    };
+    Ok((train, test, notes))
+}
+
+/// The test problems by the values of each field of `fields` (`report.breakdown`): field ->
+/// value -> problem ids, for `runs.json` and the breakdown tables.
+pub fn groups(test: &[Problem], fields: &[String]) -> BTreeMap<String, BTreeMap<String, Vec<u64>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
+    for f in fields {
+        let by_value = out.entry(f.clone()).or_default();
+        for p in test {
+            if let Some(v) = p.meta.get(f) {
+                by_value.entry(v.clone()).or_default().push(p.id);
+            }
+        }
+    }
+    out
+}
+
+/// A problem source as messages name it: the file, or "generated arithmetic".
+pub fn data_name(d: &DataSource) -> String {
+    match d {
+        DataSource::Arith => "generated arithmetic".into(),
+        DataSource::File(_, p) => p.display().to_string(),
+    }
+}
+
+/// What `runner plan` says of a run's problems: each data file with its record count and a
+/// short content hash, and how the pool, validation split, worked examples and test set are
+/// drawn from them (`p`: [`split_problems`] of `cfg`).
+pub fn describe(cfg: &Resolved, p: &Problems) -> Result<Vec<String>> {
+    let (e, t) = (&cfg.exp, &cfg.exp.task);
+    let file = |d: &DataSource, role: &str| -> Result<String> {
+        Ok(match d {
+            DataSource::Arith => format!("{role}: generated arithmetic (task.arith, seed {})", e.seed),
+            DataSource::File(kind, path) => {
+                let bytes = std::fs::read(path).map_err(|err| Error::io(path, err))?;
+                let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+                let hash = crate::util::sha256_hex(&bytes);
+                let kind = format!("{kind:?}").to_lowercase();
+                format!("{role}: {} ({kind} format, {lines} lines, sha256 {})", path.display(), &hash[..12])
+            }
+        })
+    };
+    let size = |d: &DataSource, n: usize, purpose: &str| match (d, n) {
+        (DataSource::Arith, n) => format!("{n} generated"),
+        (_, 0) => "all records of the file".to_string(),
+        (_, n) => format!("{n} records drawn on seed {} (stream {purpose:?}), in file order", e.seed),
+    };
+    let mut out = vec![
+        file(&cfg.train_data, "training file")?,
+        file(&cfg.test_data, "test file")?,
+        format!(
+            "test set: {} problems ({}; task.test_size = {})",
+            p.test.len(),
+            size(&cfg.test_data, t.test_size, "test-subset"),
+            t.test_size
+        ),
+        format!(
+            "worked examples: {} (task.shots), drawn on seed {} (stream \"shots\") from the pool, removed from it",
+            p.shots.len(),
+            e.seed
+        ),
+        format!(
+            "validation: {} problems (task.val_size), drawn on seed {} (stream \"validation\") from the pool, removed from it",
+            p.val.len(),
+            e.seed
+        ),
+        format!(
+            "training pool: {} problems left (of {}; task.train_size = {}); each training seed draws its \
+             iterations' problems from it",
+            p.train.len(),
+            size(&cfg.train_data, t.train_size, "train-subset"),
+            t.train_size
+        ),
+    ];
+    out.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
+    Ok(out)
+}
+
+/// `n` problems of `all` drawn by `(seed, purpose)`, in their file order; all of them when `n`
+/// is 0 or not below their number.
+fn subset(all: Vec<Problem>, n: usize, seed: u64, purpose: &str) -> Vec<Problem> {
+    if n == 0 || n >= all.len() {
+        return all;
+    }
+    let mut picked = crate::task::draw(&all, n, seed, purpose, &[]);
+    picked.sort_by_key(|p| p.id);
+    picked
+}
