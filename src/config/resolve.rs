@@ -370,7 +370,11 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> 
 
     c.non_negative("progress_seconds", e.progress_seconds)?;
     if let Some(f) = e.report.breakdown.iter().find(|f| f.is_empty()) {
-        return Err(c.fail("report.breakdown", format!("{f:?}"), "names of test-record fields, e.g. \"type\""));
+        return Err(c.fail(
+            "report.breakdown",
+            format!("{f:?}"),
+            "names of test-record fields, e.g. \"type\"",
+        ));
     }
     if !e.eval.test && e.task.val_size == 0 {
         return Err(c.fail(

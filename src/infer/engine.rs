@@ -83,6 +83,10 @@ pub struct Completion {
     pub finish: Finish,
 }
 
+/// Tokens sampled by every engine of this process so far (decode steps as they happen; the
+/// progress lines read it for tokens/s). Never part of a result.
+pub static SAMPLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Counters of work done, cumulative over the engine's life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Stats {
@@ -347,6 +351,7 @@ impl<B: InferBackend> Engine<B> {
                 .collect();
             // A decode step's time includes sampling.
             self.stats.decode_steps += 1;
+            SAMPLED.fetch_add(toks.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.stats.decode_seconds += t0.elapsed().as_secs_f64();
             for (&slot, tok) in live.iter().zip(toks) {
                 let mut a = slots[slot].take().expect("live");

@@ -50,6 +50,47 @@ pub struct MctsSummary {
     pub tokens_per_s: f64,
 }
 
+/// Tree statistics of the problems an MCTS stage has finished so far (its progress message).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TreeStats {
+    /// Roots searched.
+    pub roots: usize,
+    /// Roots with at least one correct rollout (Q > 0).
+    pub roots_correct: usize,
+    /// Eq. (1) records (children with r != 0).
+    pub records: usize,
+    /// Problems finished.
+    pub problems: usize,
+    /// Problems whose advanced solution is correct.
+    pub solved: usize,
+}
+
+impl TreeStats {
+    /// Counts one finished problem.
+    pub fn add(&mut self, r: &ProblemResult) {
+        self.roots += r.trees.len();
+        self.roots_correct += r.trees.iter().filter(|t| t.root.q > 0.0).count();
+        self.records += r.records.len();
+        self.problems += 1;
+        self.solved += usize::from(r.solution_correct);
+    }
+}
+
+impl std::fmt::Display for TreeStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "roots with a correct rollout {}/{}, records {}, mean depth {:.1} roots/problem, solutions correct {}/{}",
+            self.roots_correct,
+            self.roots,
+            self.records,
+            self.roots as f64 / self.problems.max(1) as f64,
+            self.solved,
+            self.problems
+        )
+    }
+}
+
 /// The key of the MCTS stage for `model` on `problems` at `iteration` (no `alpha`).
 pub fn mcts_key<AB: AutodiffBackend>(
     ctx: &Ctx<AB>,
@@ -116,9 +157,12 @@ where
             bar.set_position(done.len() as u64);
             let shots = ctx.shots.clone();
             let mut policy = EnginePolicy::new(&mut eng, template, &shots, ctx.train_kind);
+            let mut so_far = TreeStats::default();
             search.run(&mut policy, problems, &done, |r: ProblemResult| {
                 let json = serde_json::to_string(&r).expect("serialisable");
                 crate::util::write_atomic(&parts.join(format!("{}.json", r.problem)), json.as_bytes())?;
+                so_far.add(&r);
+                bar.set_message(so_far.to_string());
                 bar.inc(1);
                 Ok(())
             })?;

@@ -88,7 +88,10 @@ where
         if !todo.is_empty() {
             let mut eng = engine(ctx, base)?;
             let template = ctx.template.expect("set by engine()");
-            let bar = ctx.bar((todo.len() * k) as u64, &format!("{name} sample"));
+            // Samples without a budget; problems with one (their rounds are not known ahead).
+            let by_sample = per_problem.is_none();
+            let len = if by_sample { todo.len() * k } else { todo.len() };
+            let bar = ctx.bar(len as u64, &format!("{name} sample"));
             // Problems go to the engine in groups, each written when done, so an interrupted
             // stage resumes at the group; grouping never changes a draw.
             let group = (4 * e.infer.batch_size).div_ceil(k).max(1);
@@ -134,7 +137,7 @@ where
                     if reqs.is_empty() {
                         break;
                     }
-                    let outs = eng.generate(reqs, || bar.inc(1))?;
+                    let outs = eng.generate(reqs, || bar.inc(u64::from(by_sample)))?;
                     for (i, c) in owner.into_iter().zip(outs) {
                         draws[i].push(Drawn {
                             text: c.text.clone(),
@@ -145,6 +148,9 @@ where
                 for (p, d) in chunk.iter().zip(&draws) {
                     let json = serde_json::to_string(d).expect("serialisable");
                     crate::util::write_atomic(&part(p), json.as_bytes())?;
+                }
+                if !by_sample {
+                    bar.inc(chunk.len() as u64);
                 }
             }
             bar.finish_and_clear();

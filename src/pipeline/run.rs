@@ -103,7 +103,8 @@ where
             .expect("valid template")
             .progress_chars("=> "),
     );
-    top.set_prefix(first.exp.name.clone());
+    top.set_prefix(format!("{} stages", first.exp.name));
+    crate::stage::progress::watch(&top);
     let mut index = RunIndex {
         experiment: first.exp.name.clone(),
         column: column_title(first),

@@ -75,7 +75,13 @@ mod tests {
     use crate::eval::EvalSummary;
 
     fn measured(outcomes: Vec<(u64, u64, bool)>) -> Measured {
-        let eval = EvalSummary { accuracies: vec![], mean: 0.0, se: 0.0, tokens: outcomes.len() as u64, seconds: 0.0 };
+        let eval = EvalSummary {
+            accuracies: vec![],
+            mean: 0.0,
+            se: 0.0,
+            tokens: outcomes.len() as u64,
+            seconds: 0.0,
+        };
         Measured { eval, per_problem: BTreeMap::new(), outcomes }
     }
 

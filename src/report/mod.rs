@@ -570,7 +570,11 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     }
     if !by_field.is_empty() {
         let fields: Vec<&str> = idx.breakdown.keys().map(String::as_str).collect();
-        let _ = writeln!(md, "Accuracy by {} (report.breakdown): [table-breakdown.md](table-breakdown.md).\n", fields.join(", "));
+        let _ = writeln!(
+            md,
+            "Accuracy by {} (report.breakdown): [table-breakdown.md](table-breakdown.md).\n",
+            fields.join(", ")
+        );
         let head = format!(
             "# {}: accuracy by {} on the test set\n\nThe rows of table.md, each test problem counted in the \
              column of its value; n is the number of test problems with that value.\n\n",

@@ -5,6 +5,7 @@
 //! [`Dispatch`], so nothing here depends on how or where a stage runs.
 
 pub mod problems;
+pub mod progress;
 pub mod store;
 
 use std::io::Write;
@@ -208,6 +209,7 @@ where
         bars: MultiProgress,
     ) -> Result<Self> {
         std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        progress::start(cfg.exp.progress_seconds);
         let Problems { train: train_pool, val: val_set, test: test_set, shots, warnings } =
             split_problems(&cfg)?;
         // A shard's lines go to its own log (its stderr), not the experiment's run.log.
@@ -272,13 +274,18 @@ where
         }
     }
 
-    /// Writes a line to the run log and above the progress bars.
+    /// Writes a line to the run log and above the progress bars (to stderr when the bars do not
+    /// draw: a batch log gets every stage line).
     pub fn note(&mut self, msg: &str) {
         let line = format!("[{:7.1}s] {msg}", self.started.elapsed().as_secs_f64());
         match self.log.as_mut() {
             Some(f) => {
                 let _ = writeln!(f, "{line}");
-                let _ = self.bars.println(&line);
+                if self.bars.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    let _ = self.bars.println(&line);
+                }
             }
             None => eprintln!("{line}"),
         }
@@ -293,6 +300,7 @@ where
                 .progress_chars("=> "),
         );
         b.set_prefix(label.to_string());
+        progress::watch(&b);
         b
     }
 

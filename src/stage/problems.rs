@@ -54,7 +54,11 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
             return Err(Error::Other(format!(
                 "report.breakdown: field {field:?} is in no record of the test set ({}); expected one of: {}",
                 data_name(&cfg.test_data),
-                if fields.is_empty() { "(none: these records have no such fields)".to_string() } else { fields.join(", ") }
+                if fields.is_empty() {
+                    "(none: these records have no such fields)".to_string()
+                } else {
+                    fields.join(", ")
+                }
             )));
         }
     }
@@ -163,7 +167,8 @@ pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<S
     };
     let train = match &cfg.train_data {
         DataSource::Arith => {
-            let exclude: std::collections::HashSet<String> = test.iter().map(|p| p.question.clone()).collect();
+            let exclude: std::collections::HashSet<String> =
+                test.iter().map(|p| p.question.clone()).collect();
             generate_pool(&t.arith, cfg.exp.seed, Pool::Train, t.train_size.max(1), &exclude)
         }
         file => read(file, t.train_size, "train-subset")?,
