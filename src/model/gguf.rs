@@ -1,6 +1,7 @@
 //! GGUF (llama.cpp's file format, version 2 and 3) for Llama-architecture models: metadata,
-//! tensors dequantised to f32 (F32, F16, BF16, Q4_0, Q4_1, Q8_0), the tokenizer rebuilt from the
-//! embedded vocabulary and merges, and the architecture from `llama.*` keys.
+//! tensors dequantised to f32 (the types of [`super::quants`]: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 and the k-quants Q2_K..Q8_K), the tokenizer rebuilt from the embedded vocabulary
+//! and merges, and the architecture from `llama.*` keys.
 //!
 //! llama.cpp's converter permutes the rows of `attn_q` / `attn_k` for its interleaved RoPE;
 //! [`GgufSource`] undoes that so tensors come out in the Hugging Face layout.
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::config::LlamaConfig;
+use super::quants;
 use super::tokenizer::Tokenizer;
 use super::weights::{HostTensor, WeightSource};
 use crate::error::{Error, Result};
@@ -300,56 +302,24 @@ impl Gguf {
         let start = self.data_start + t.offset;
         let bad =
             |m: String| Error::Checkpoint { path: self.path.clone(), message: format!("tensor {name}: {m}") };
-        let (block, bytes_per_block) = match t.kind {
-            0 => (1, 4),
-            1 | 30 => (1, 2),
-            2 => (32, 18),
-            3 => (32, 20),
-            8 => (32, 34),
-            other => {
-                return Err(bad(format!(
-                    "ggml type {other} is not supported (F32, F16, BF16, Q4_0, Q4_1, Q8_0 are)"
-                )))
-            }
+        let Some(format) = quants::format(t.kind) else {
+            return Err(bad(format!(
+                "ggml type {} is not supported; supported: {}",
+                t.kind,
+                quants::supported()
+            )));
         };
-        if !n.is_multiple_of(block) {
-            return Err(bad(format!("{n} values are not whole blocks of {block}")));
-        }
-        let len = n / block * bytes_per_block;
-        let raw = self
-            .map
-            .get(start..start + len)
-            .ok_or_else(|| bad("data runs past the end of the file".into()))?;
-        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let Some(len) = format.bytes_for(n) else {
+            return Err(bad(format!(
+                "{n} values of {} are not whole blocks of {}",
+                format.name, format.values_per_block
+            )));
+        };
+        let raw = start.checked_add(len).and_then(|end| self.map.get(start..end)).ok_or_else(|| {
+            bad(format!("{} data ({len} bytes) runs past the end of the file", format.name))
+        })?;
         let mut out = Vec::with_capacity(n);
-        match t.kind {
-            0 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            1 => out.extend(raw.chunks_exact(2).map(f16)),
-            30 => out.extend(raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
-            2 => {
-                for blk in raw.chunks_exact(18) {
-                    let d = f16(&blk[0..2]);
-                    let qs = &blk[2..18];
-                    out.extend(qs.iter().map(|q| ((q & 0x0f) as i32 - 8) as f32 * d));
-                    out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
-                }
-            }
-            3 => {
-                for blk in raw.chunks_exact(20) {
-                    let (d, m) = (f16(&blk[0..2]), f16(&blk[2..4]));
-                    let qs = &blk[4..20];
-                    out.extend(qs.iter().map(|q| (q & 0x0f) as f32 * d + m));
-                    out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
-                }
-            }
-            8 => {
-                for blk in raw.chunks_exact(34) {
-                    let d = f16(&blk[0..2]);
-                    out.extend(blk[2..34].iter().map(|&q| q as i8 as f32 * d));
-                }
-            }
-            _ => unreachable!("checked above"),
-        }
+        format.dequantize(raw, &mut out);
         Ok(Some((t.dims.clone(), out)))
     }
 }
