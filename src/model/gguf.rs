@@ -424,6 +424,48 @@ mod tests {
         assert_eq!(unpermute_rows(&gguf, heads * hd, cols, heads), hf);
     }
 
+    /// A GGUF v3 file with no metadata and the given (name, dims, ggml type) tensors, each
+    /// followed by `data_len` bytes of data (every tensor's data starts at offset 0).
+    fn tiny_gguf(tensors: &[(&str, &[u64], u32)], data_len: usize) -> tempfile::NamedTempFile {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        for (name, dims, kind) in tensors {
+            b.extend((name.len() as u64).to_le_bytes());
+            b.extend(name.as_bytes());
+            b.extend((dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+            b.extend(kind.to_le_bytes());
+            b.extend(0u64.to_le_bytes());
+        }
+        b.resize(b.len().div_ceil(32) * 32 + data_len, 0);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    #[test]
+    fn tensor_f32_reads_k_quants_and_names_what_it_cannot() {
+        // Q4_K (12), 2 x 256 values in 288 bytes of zeros: every value is 0 * 0 - 0 * 0 = 0.
+        // IQ2_XXS (16) is not decoded; 100 values are not whole Q4_K blocks.
+        let f = tiny_gguf(&[("q4k", &[256, 2], 12), ("iq2", &[256], 16), ("odd", &[100], 12)], 288);
+        let g = Gguf::open(f.path()).unwrap();
+        let (dims, values) = g.tensor_f32("q4k").unwrap().unwrap();
+        assert_eq!(dims, [256, 2]);
+        assert_eq!(values, vec![0.0; 512]);
+        assert!(g.tensor_f32("absent").unwrap().is_none());
+        let msg = g.tensor_f32("iq2").err().unwrap().to_string();
+        assert!(msg.contains("tensor iq2: ggml type 16 is not supported"), "{msg}");
+        assert!(msg.contains("Q4_K (12)") && msg.contains("Q5_0 (6)"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+        let msg = g.tensor_f32("odd").err().unwrap().to_string();
+        assert!(msg.contains("100 values of Q4_K are not whole blocks of 256"), "{msg}");
+        let short = tiny_gguf(&[("q4k", &[256, 2], 12)], 200);
+        let msg = Gguf::open(short.path()).unwrap().tensor_f32("q4k").err().unwrap().to_string();
+        assert!(msg.contains("Q4_K data (288 bytes) runs past the end of the file"), "{msg}");
+    }
+
     #[test]
     fn names_map_to_gguf() {
         assert_eq!(
