@@ -1,6 +1,7 @@
 //! GGUF (llama.cpp's file format, version 2 and 3) for Llama-architecture models: metadata,
-//! tensors dequantised to f32 (F32, F16, BF16, Q4_0, Q4_1, Q8_0), the tokenizer rebuilt from the
-//! embedded vocabulary and merges, and the architecture from `llama.*` keys.
+//! tensors dequantised to f32 (the types of [`super::quants`]: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 and the k-quants Q2_K..Q8_K), the tokenizer rebuilt from the embedded vocabulary
+//! and merges, and the architecture from `llama.*` keys.
 //!
 //! llama.cpp's converter permutes the rows of `attn_q` / `attn_k` for its interleaved RoPE;
 //! [`GgufSource`] undoes that so tensors come out in the Hugging Face layout.
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::config::LlamaConfig;
+use super::quants;
 use super::tokenizer::Tokenizer;
 use super::weights::{HostTensor, WeightSource};
 use crate::error::{Error, Result};
@@ -300,56 +302,24 @@ impl Gguf {
         let start = self.data_start + t.offset;
         let bad =
             |m: String| Error::Checkpoint { path: self.path.clone(), message: format!("tensor {name}: {m}") };
-        let (block, bytes_per_block) = match t.kind {
-            0 => (1, 4),
-            1 | 30 => (1, 2),
-            2 => (32, 18),
-            3 => (32, 20),
-            8 => (32, 34),
-            other => {
-                return Err(bad(format!(
-                    "ggml type {other} is not supported (F32, F16, BF16, Q4_0, Q4_1, Q8_0 are)"
-                )))
-            }
+        let Some(format) = quants::format(t.kind) else {
+            return Err(bad(format!(
+                "ggml type {} is not supported; supported: {}",
+                t.kind,
+                quants::supported()
+            )));
         };
-        if !n.is_multiple_of(block) {
-            return Err(bad(format!("{n} values are not whole blocks of {block}")));
-        }
-        let len = n / block * bytes_per_block;
-        let raw = self
-            .map
-            .get(start..start + len)
-            .ok_or_else(|| bad("data runs past the end of the file".into()))?;
-        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let Some(len) = format.bytes_for(n) else {
+            return Err(bad(format!(
+                "{n} values of {} are not whole blocks of {}",
+                format.name, format.values_per_block
+            )));
+        };
+        let raw = start.checked_add(len).and_then(|end| self.map.get(start..end)).ok_or_else(|| {
+            bad(format!("{} data ({len} bytes) runs past the end of the file", format.name))
+        })?;
         let mut out = Vec::with_capacity(n);
-        match t.kind {
-            0 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            1 => out.extend(raw.chunks_exact(2).map(f16)),
-            30 => out.extend(raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
-            2 => {
-                for blk in raw.chunks_exact(18) {
-                    let d = f16(&blk[0..2]);
-                    let qs = &blk[2..18];
-                    out.extend(qs.iter().map(|q| ((q & 0x0f) as i32 - 8) as f32 * d));
-                    out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
-                }
-            }
-            3 => {
-                for blk in raw.chunks_exact(20) {
-                    let (d, m) = (f16(&blk[0..2]), f16(&blk[2..4]));
-                    let qs = &blk[4..20];
-                    out.extend(qs.iter().map(|q| (q & 0x0f) as f32 * d + m));
-                    out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
-                }
-            }
-            8 => {
-                for blk in raw.chunks_exact(34) {
-                    let d = f16(&blk[0..2]);
-                    out.extend(blk[2..34].iter().map(|&q| q as i8 as f32 * d));
-                }
-            }
-            _ => unreachable!("checked above"),
-        }
+        format.dequantize(raw, &mut out);
         Ok(Some((t.dims.clone(), out)))
     }
 }
@@ -452,6 +422,48 @@ mod tests {
             }
         }
         assert_eq!(unpermute_rows(&gguf, heads * hd, cols, heads), hf);
+    }
+
+    /// A GGUF v3 file with no metadata and the given (name, dims, ggml type) tensors, each
+    /// followed by `data_len` bytes of data (every tensor's data starts at offset 0).
+    fn tiny_gguf(tensors: &[(&str, &[u64], u32)], data_len: usize) -> tempfile::NamedTempFile {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        for (name, dims, kind) in tensors {
+            b.extend((name.len() as u64).to_le_bytes());
+            b.extend(name.as_bytes());
+            b.extend((dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+            b.extend(kind.to_le_bytes());
+            b.extend(0u64.to_le_bytes());
+        }
+        b.resize(b.len().div_ceil(32) * 32 + data_len, 0);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    #[test]
+    fn tensor_f32_reads_k_quants_and_names_what_it_cannot() {
+        // Q4_K (12), 2 x 256 values in 288 bytes of zeros: every value is 0 * 0 - 0 * 0 = 0.
+        // IQ2_XXS (16) is not decoded; 100 values are not whole Q4_K blocks.
+        let f = tiny_gguf(&[("q4k", &[256, 2], 12), ("iq2", &[256], 16), ("odd", &[100], 12)], 288);
+        let g = Gguf::open(f.path()).unwrap();
+        let (dims, values) = g.tensor_f32("q4k").unwrap().unwrap();
+        assert_eq!(dims, [256, 2]);
+        assert_eq!(values, vec![0.0; 512]);
+        assert!(g.tensor_f32("absent").unwrap().is_none());
+        let msg = g.tensor_f32("iq2").err().unwrap().to_string();
+        assert!(msg.contains("tensor iq2: ggml type 16 is not supported"), "{msg}");
+        assert!(msg.contains("Q4_K (12)") && msg.contains("Q5_0 (6)"), "{msg}");
+        assert!(msg.contains(&f.path().display().to_string()), "{msg}");
+        let msg = g.tensor_f32("odd").err().unwrap().to_string();
+        assert!(msg.contains("100 values of Q4_K are not whole blocks of 256"), "{msg}");
+        let short = tiny_gguf(&[("q4k", &[256, 2], 12)], 200);
+        let msg = Gguf::open(short.path()).unwrap().tensor_f32("q4k").err().unwrap().to_string();
+        assert!(msg.contains("Q4_K data (288 bytes) runs past the end of the file"), "{msg}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fused;
 pub mod gguf;
 pub mod llama;
 pub mod load;
+pub mod quants;
 pub mod rope;
 pub mod tokenizer;
 pub mod weights;
