@@ -139,11 +139,14 @@ fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
     }
 }
 
+/// What messages call the built-in defaults layer.
+pub const DEFAULTS_NAME: &str = "built-in defaults";
+
 /// The name of the layer that supplied `key` in `fig` ("built-in defaults", a file, ...).
 pub fn source_name(fig: &Figment, key: &str) -> String {
     match fig.find_metadata(key) {
         Some(m) => m.name.to_string(),
-        None => "built-in defaults".into(),
+        None => DEFAULTS_NAME.into(),
     }
 }
 
@@ -264,7 +267,7 @@ pub fn sweep_points(fig: &Figment, exp: &Experiment) -> Result<Vec<(String, Opti
         .map(|pairs| {
             let label =
                 pairs.iter().map(|(k, v)| format!("{k}={}", render_value(v))).collect::<Vec<_>>().join(",");
-            let layer = Layer::assignments(&format!("[sweep] {label}"), &pairs);
+            let layer = Layer::assignments(&format!("{source} [sweep] {label}"), &pairs);
             (label, Some(layer))
         })
         .collect())

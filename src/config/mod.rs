@@ -59,7 +59,7 @@ pub fn load(path: &Path, sets: &[String], env: &[(String, String)]) -> Result<Lo
 /// [`load`] on file contents already in memory (`path` names them in messages and locates
 /// the baseline files).
 pub fn load_str(path: &Path, text: &str, sets: &[String], env: &[(String, String)]) -> Result<Loaded> {
-    let defaults = Layer::toml("built-in defaults", None, DEFAULTS)?;
+    let defaults = Layer::toml(layers::DEFAULTS_NAME, None, DEFAULTS)?;
     let file = Layer::toml(&path.display().to_string(), Some(path), text)?;
     let env_layer = Layer::env(env)?;
     let set_layers = sets.iter().map(|s| Layer::set(s)).collect::<Result<Vec<_>>>()?;
@@ -106,7 +106,7 @@ pub fn load_str(path: &Path, text: &str, sets: &[String], env: &[(String, String
             None => base.clone(),
         };
         let exp: Experiment = fig.extract().map_err(|e| layers::figment_error(&fig, e))?;
-        let config = resolve::resolve(exp, &fig, &label)?;
+        let config = resolve::resolve(exp, &fig, &label, path)?;
         // `seeds`: the same sweep point once per training seed.
         if config.exp.seeds.is_empty() {
             runs.push(Run { label, seed: None, config, figment: fig });
@@ -144,7 +144,12 @@ pub fn annotated_toml(run: &Run) -> Result<String> {
             Some((key, _)) if !t.starts_with('#') => {
                 let key = key.trim_matches('"');
                 let full = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
-                let from = layers::source_name(&run.figment, &full);
+                // A sweep's keys are dotted paths themselves: the layer that wrote `[sweep]`.
+                let from = if table == "sweep" {
+                    layers::source_name(&run.figment, "sweep")
+                } else {
+                    layers::source_name(&run.figment, &full)
+                };
                 out.push_str(&format!("{line:<48} # {from}\n"));
             }
             _ => {

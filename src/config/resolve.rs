@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use figment::Figment;
 use serde::Serialize;
 
-use super::layers::source_name;
+use super::layers::{source_name, DEFAULTS_NAME};
 use super::schema::{Backend, Dtype, Experiment, TrainMode};
 use crate::error::{Error, Result};
 use crate::task::prompt::Template;
@@ -60,12 +60,20 @@ pub struct Resolved {
 
 struct Check<'a> {
     fig: &'a Figment,
+    /// The experiment file (named when a bad value comes from the built-in defaults: that is
+    /// where it should have been set).
+    file: &'a std::path::Path,
 }
 
 impl Check<'_> {
     fn fail(&self, key: &str, found: impl std::fmt::Display, expected: &str) -> Error {
         Error::Config {
-            source_name: source_name(self.fig, key),
+            source_name: match source_name(self.fig, key) {
+                d if d == DEFAULTS_NAME => {
+                    format!("{} (not set there; the built-in default)", self.file.display())
+                }
+                other => other,
+            },
             key: key.to_string(),
             found: found.to_string(),
             expected: expected.to_string(),
@@ -118,9 +126,9 @@ impl Check<'_> {
     }
 }
 
-/// Validates `exp` (merged in `fig`) and resolves its sources.
-pub fn resolve(exp: Experiment, fig: &Figment, label: &str) -> Result<Resolved> {
-    let c = Check { fig };
+/// Validates `exp` (merged in `fig`, read from the experiment `file`) and resolves its sources.
+pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Path) -> Result<Resolved> {
+    let c = Check { fig, file };
     let e = &exp;
     if e.name.is_empty() || !e.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch)) {
         return Err(c.fail(
