@@ -43,7 +43,7 @@ impl Policy for Scripted {
             .map(|r| {
                 let (kind, partial, text) = self.0.pop_front().expect("script has an answer");
                 assert_eq!((r.kind, r.partial.as_str()), (kind, partial), "unexpected request");
-                Sample { text: text.to_string(), tokens: 1, ended: r.kind == SampleKind::Rollout }
+                Sample { text: text.to_string(), tokens: 1, ended: r.kind == SampleKind::Rollout, cut: false }
             })
             .collect())
     }
@@ -125,7 +125,7 @@ fn zero_scores_are_skipped_and_max_steps_stops() {
         fn sample(&mut self, requests: Vec<SampleRequest>) -> Result<Vec<Sample>> {
             Ok(requests
                 .into_iter()
-                .map(|_| Sample { text: "x\n\n".into(), tokens: 2, ended: false })
+                .map(|_| Sample { text: "x\n\n".into(), tokens: 2, ended: false, cut: false })
                 .collect())
         }
     }
@@ -174,7 +174,7 @@ impl Policy for Random {
                     }
                 };
                 let ended = text.contains("final");
-                Sample { tokens: text.len(), text, ended }
+                Sample { tokens: text.len(), text, ended, cut: false }
             })
             .collect())
     }

@@ -90,20 +90,25 @@ pub fn run_once<B: InferBackend>(
         .iter()
         .zip(outs)
         .map(|(p, c)| {
-            let extracted = kind.extract_answer(&c.text);
-            let correct = extracted.as_deref().is_some_and(|e| kind.answers_match(e, &p.answer));
             let tokens = c.tokens.len() + usize::from(c.finish == crate::infer::Finish::Eos);
-            Outcome {
-                run,
-                problem: p.id,
-                completion: c.text,
-                extracted,
-                gold: p.answer.clone(),
-                correct,
-                tokens,
-            }
+            outcome(kind, run, p, c.text, tokens)
         })
         .collect())
+}
+
+/// The outcome of `completion` on problem `p` in run `run`: graded by [`TaskKind::grade`], as
+/// MCTS rewards and the RFT filter are.
+pub fn outcome(kind: TaskKind, run: u64, p: &Problem, completion: String, tokens: usize) -> Outcome {
+    let g = kind.grade(&completion, &p.answer);
+    Outcome {
+        run,
+        problem: p.id,
+        completion,
+        extracted: g.extracted,
+        gold: p.answer.clone(),
+        correct: g.correct,
+        tokens,
+    }
 }
 
 /// Share of correct outcomes.

@@ -75,11 +75,12 @@ impl<B: InferBackend> Policy for EnginePolicy<'_, B> {
             .zip(too_long)
             .map(|(c, long)| {
                 if long {
-                    Sample { text: String::new(), tokens: 0, ended: true }
+                    Sample { text: String::new(), tokens: 0, ended: true, cut: false }
                 } else {
                     Sample {
                         tokens: c.tokens.len(),
                         ended: matches!(c.finish, Finish::Eos | Finish::Context),
+                        cut: c.finish == Finish::Length,
                         text: c.text,
                     }
                 }

@@ -172,7 +172,7 @@ where
                 samples.push(RftSample {
                     problem: p.id,
                     sample: j,
-                    correct: ctx.train_kind.is_correct(&d.text, &p.answer),
+                    correct: kept(ctx.train_kind, &d.text, &p.answer),
                     duplicate: false,
                     solution: d.text,
                 });
@@ -217,6 +217,12 @@ where
         Ok(s)
     })?;
     Ok(s.model)
+}
+
+/// The RFT filter: whether a sampled solution is kept for fine-tuning (its answer is correct,
+/// graded by [`crate::task::TaskKind::grade`] as MCTS rewards and evaluation are).
+pub fn kept(kind: crate::task::TaskKind, completion: &str, gold: &str) -> bool {
+    kind.grade(completion, gold).correct
 }
 
 /// The `[rft]` settings that change the paper's RFT stage (`match_tokens` adds another stage,

@@ -53,6 +53,8 @@ pub struct Sample {
     pub tokens: usize,
     /// The model ended the sequence (end-of-sequence token).
     pub ended: bool,
+    /// The token limit cut it (a step without its blank line or end of sequence).
+    pub cut: bool,
 }
 
 /// A language model as MCTS sees it.
@@ -102,16 +104,21 @@ pub struct RootTree {
     pub advanced_to: Option<usize>,
 }
 
-/// The eq. (1) records of one root: its children with `r != 0`, scored with `alpha`.
+/// The eq. (1) records of one root: its candidate steps with `r != 0`, scored with `alpha`.
+/// Children with the same step text are one candidate (their visits and rewards summed: eq. (1)
+/// is linear in them, so the score is the sum of theirs), in order of first appearance; a step
+/// the token limit cut is not a complete step and gives no record (its visits still count in
+/// the siblings' mean).
 pub fn records(t: &RootTree, alpha: f64) -> Vec<Record> {
-    let scores = tree::relative_correctness(&t.root, alpha);
-    let sibling_n = t.root.children.iter().map(|k| k.n).sum();
-    let sibling_q = t.root.children.iter().map(|k| k.q).sum();
-    t.root
+    let merged = tree::merged_children(&t.root);
+    let scores = tree::relative_correctness(&merged, alpha);
+    let sibling_n = merged.children.iter().map(|k| k.n).sum();
+    let sibling_q = merged.children.iter().map(|k| k.q).sum();
+    merged
         .children
         .iter()
         .zip(scores)
-        .filter(|(_, r)| *r != 0.0)
+        .filter(|(k, r)| *r != 0.0 && !k.truncated)
         .map(|(k, r)| Record {
             problem: t.problem,
             step_index: t.step_index,
@@ -127,14 +134,16 @@ pub fn records(t: &RootTree, alpha: f64) -> Vec<Record> {
         .collect()
 }
 
-/// Step-level preference pair of one root: the child with the highest `Q/N` ("chosen") and
-/// the lowest ("rejected"), when their values differ and so do their texts (two samples can
-/// produce the same step; such a pair carries no preference).
-pub fn preference_pair(t: &RootTree) -> Option<(&tree::Node, &tree::Node)> {
-    let visited: Vec<&tree::Node> = t.root.children.iter().filter(|k| k.n > 0).collect();
+/// Step-level preference pair of one root: the candidate step with the highest `Q/N`
+/// ("chosen") and the lowest ("rejected"), when their values differ. Candidates are the root's
+/// children with identical steps merged (as for [`records`]), complete steps only (a step cut
+/// by the token limit is neither chosen nor rejected).
+pub fn preference_pair(t: &RootTree) -> Option<(tree::Node, tree::Node)> {
+    let merged = tree::merged_children(&t.root);
+    let visited: Vec<&tree::Node> = merged.children.iter().filter(|k| k.n > 0 && !k.truncated).collect();
     let best = visited.iter().copied().reduce(|a, b| if b.value() > a.value() { b } else { a })?;
     let worst = visited.iter().copied().reduce(|a, b| if b.value() < a.value() { b } else { a })?;
-    (best.value() > worst.value() && best.step != worst.step).then_some((best, worst))
+    (best.value() > worst.value()).then(|| (best.clone(), worst.clone()))
 }
 
 /// Everything MCTS produced for one problem.

@@ -14,7 +14,7 @@ use super::{Policy, ProblemResult, Record, RootTree, SampleKind, SampleRequest};
 use crate::config::schema::Mcts;
 use crate::error::Result;
 use crate::rng::Stream;
-use crate::task::{split_steps, Problem, TaskKind, STEP_SEPARATOR};
+use crate::task::{Problem, TaskKind, STEP_SEPARATOR};
 
 /// Fixed inputs of a search.
 pub struct Search<'a> {
@@ -56,17 +56,13 @@ impl Search<'_> {
         Stream::new(self.seed, "mcts", &ids)
     }
 
-    /// Grades a whole solution: its steps up to and including the first final step (at most
-    /// `max_steps` steps) must state the gold answer.
-    fn reward(&self, text: &str, gold: &str) -> f64 {
-        let steps = split_steps(text);
-        let end = steps.iter().position(|s| self.kind.is_final_step(s)).map(|i| i + 1);
-        match end {
-            Some(n) if n <= self.cfg.max_steps => {
-                f64::from(u8::from(self.kind.is_correct(&steps[..n].join(STEP_SEPARATOR), gold)))
-            }
-            _ => 0.0,
-        }
+    /// The reward of a rollout (METHOD.md step 4): 1 when the whole text the model wrote (the
+    /// partial solution, the expanded step and the simulation) states the gold answer, graded
+    /// by [`TaskKind::grade`] exactly as evaluation and the RFT filter grade a completion.
+    /// `mcts.max_steps` bounds the search's depth, not the rollout: a correct answer reached
+    /// in more steps is still correct.
+    pub fn reward(&self, text: &str, gold: &str) -> f64 {
+        f64::from(u8::from(self.kind.grade(text, gold).correct))
     }
 
     /// Runs MCTS on `problems` (skipping those whose id is in `skip`), calling `done` with each
@@ -177,11 +173,16 @@ impl Search<'_> {
                     let mut steps = t.steps.clone();
                     steps.extend(path_steps(&t.root, path));
                     steps.push(step.clone());
-                    let is_final = s.ended || self.kind.is_final_step(&step) || steps.len() >= c.max_steps;
+                    let is_final = s.ended || self.kind.is_final_step(&step);
                     let final_reward = is_final.then(|| self.reward(&steps.join(STEP_SEPARATOR), &p.answer));
+                    let mut new = Node::new(step, is_final, final_reward);
+                    // At the depth limit the tree stops growing; the node's simulation below
+                    // still runs to the answer and its reward stands for the node.
+                    new.leaf = !is_final && steps.len() >= c.max_steps;
+                    new.truncated = s.cut;
                     let node = t.root.at_mut(path);
                     debug_assert_eq!(node.children.len(), *child);
-                    node.children.push(Node::new(step, is_final, final_reward));
+                    node.children.push(new);
                     if is_final {
                         rewards[k] = final_reward;
                     } else {
@@ -205,7 +206,14 @@ impl Search<'_> {
             let t = &mut active[picks[k].0];
             t.tokens += s.tokens as u64;
             let gold = &problems[t.problem].answer;
-            rewards[k] = Some(self.reward(&format!("{prefix}{STEP_SEPARATOR}{}", s.text), gold));
+            let reward = self.reward(&format!("{prefix}{STEP_SEPARATOR}{}", s.text), gold);
+            rewards[k] = Some(reward);
+            if let Pick::Expand(path, child) = &picks[k].1 {
+                let node = &mut t.root.at_mut(path).children[*child];
+                if node.leaf {
+                    node.final_reward = Some(reward);
+                }
+            }
         }
         // Backpropagation, in selection order.
         for (k, (ti, pick)) in picks.iter().enumerate() {
@@ -243,7 +251,7 @@ impl Search<'_> {
         let mut path = Vec::new();
         loop {
             let node = root.at(&path);
-            if node.is_final {
+            if node.is_terminal() {
                 tree::virtual_visit(root, &path, true);
                 return Some(Pick::Final(path));
             }

@@ -28,12 +28,40 @@ pub struct Node {
     /// Expansions of this node in flight, not serialised.
     #[serde(skip)]
     pub expanding: usize,
+    /// A leaf of the search: the step reached `mcts.max_steps`, so the tree does not grow
+    /// below it; its one simulation's reward (`final_reward`) stands for it when selected again.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub leaf: bool,
+    /// The step was cut by `mcts.max_step_tokens` (no blank line, no end of sequence): not a
+    /// complete step, so it is never trained on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Node {
     /// A fresh node.
     pub fn new(step: String, is_final: bool, final_reward: Option<f64>) -> Self {
-        Self { step, is_final, final_reward, n: 0, q: 0.0, children: Vec::new(), pending: 0, expanding: 0 }
+        Self {
+            step,
+            is_final,
+            final_reward,
+            n: 0,
+            q: 0.0,
+            children: Vec::new(),
+            pending: 0,
+            expanding: 0,
+            leaf: false,
+            truncated: false,
+        }
+    }
+
+    /// Whether selection stops here (a final step, or a leaf at the depth limit).
+    pub fn is_terminal(&self) -> bool {
+        self.is_final || self.leaf
     }
 
     /// Mean reward `Q/N` (0 when unvisited).
@@ -87,7 +115,7 @@ fn argmax(xs: impl Iterator<Item = f64>) -> Option<usize> {
 pub fn select(root: &Node, max_children: usize, c: f64) -> Vec<usize> {
     let mut path = Vec::new();
     let mut node = root;
-    while !node.is_final && node.children.len() >= max_children {
+    while !node.is_terminal() && node.children.len() >= max_children {
         let Some(i) = best_ucb(node, c) else { break };
         path.push(i);
         node = &node.children[i];
@@ -122,6 +150,31 @@ pub fn virtual_visit(root: &mut Node, path: &[usize], reserve: bool) {
         node = &mut node.children[i];
         apply(node);
     }
+}
+
+/// A copy of `root` whose children with the same step text are one child (visits and rewards
+/// summed, flags of the first, truncated only when every copy was), in order of first
+/// appearance; grandchildren are dropped (eq. (1) and preference pairs read one level).
+pub fn merged_children(root: &Node) -> Node {
+    let mut out =
+        Node { children: Vec::new(), ..Node::new(root.step.clone(), root.is_final, root.final_reward) };
+    out.n = root.n;
+    out.q = root.q;
+    for c in &root.children {
+        match out.children.iter_mut().find(|m| m.step == c.step) {
+            Some(m) => {
+                m.n += c.n;
+                m.q += c.q;
+                m.truncated &= c.truncated;
+            }
+            None => {
+                let mut m = Node::new(c.step.clone(), c.is_final, c.final_reward);
+                (m.n, m.q, m.leaf, m.truncated) = (c.n, c.q, c.leaf, c.truncated);
+                out.children.push(m);
+            }
+        }
+    }
+    out
 }
 
 /// eq. (1) for every child of `root`:
@@ -179,6 +232,27 @@ mod tests {
         // Equal values give zero scores (skipped as records).
         let same = root(vec![child(1.0, 2), child(2.0, 4)]);
         assert!(relative_correctness(&same, 1.0).iter().all(|x| x.abs() < 1e-12));
+    }
+
+    #[test]
+    fn identical_steps_merge_into_one_candidate() {
+        // Children "a" (1, 2), "b" (0, 2), "a" (2, 2): merged "a" (3, 4), "b" (0, 2); mean 3/6:
+        // r_a = 4 * (3/4 - 1/2) = 1, r_b = 2 * (0 - 1/2) = -1, which is the sum of the copies'
+        // own scores (2 * (1/2 - 1/2) = 0 and 2 * (1 - 1/2) = 1 for "a").
+        let mut kids = vec![child(1.0, 2), child(0.0, 2), child(2.0, 2)];
+        kids[0].step = "a".into();
+        kids[1].step = "b".into();
+        kids[2].step = "a".into();
+        kids[2].truncated = true;
+        let r = root(kids);
+        let m = merged_children(&r);
+        assert_eq!(m.children.len(), 2);
+        assert_eq!((m.children[0].step.as_str(), m.children[0].q, m.children[0].n), ("a", 3.0, 4));
+        assert!(!m.children[0].truncated, "one complete copy makes the step complete");
+        let s = relative_correctness(&m, 1.0);
+        assert!((s[0] - 1.0).abs() < 1e-12 && (s[1] + 1.0).abs() < 1e-12, "{s:?}");
+        let per_copy = relative_correctness(&r, 1.0);
+        assert!((per_copy[0] + per_copy[2] - s[0]).abs() < 1e-12);
     }
 
     #[test]

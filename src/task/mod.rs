@@ -35,6 +35,15 @@ pub struct Problem {
     pub meta: BTreeMap<String, String>,
 }
 
+/// A graded completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grade {
+    /// The final answer the completion states, if any.
+    pub extracted: Option<String>,
+    /// Whether it equals the gold answer.
+    pub correct: bool,
+}
+
 /// The kind of task, which fixes answer extraction and grading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -65,9 +74,18 @@ impl TaskKind {
         }
     }
 
-    /// Whether a completion's final answer is correct (the MCTS reward and the eval metric).
+    /// Grades a completion against the gold answer: the one grading path of the pipeline (the
+    /// MCTS reward of every rollout, the RFT filter and the evaluation metric all call it on the
+    /// whole text the model wrote).
+    pub fn grade(self, completion: &str, gold: &str) -> Grade {
+        let extracted = self.extract_answer(completion);
+        let correct = extracted.as_deref().is_some_and(|p| self.answers_match(p, gold));
+        Grade { extracted, correct }
+    }
+
+    /// Whether a completion's final answer is correct ([`TaskKind::grade`]).
     pub fn is_correct(self, completion: &str, gold: &str) -> bool {
-        self.extract_answer(completion).is_some_and(|p| self.answers_match(&p, gold))
+        self.grade(completion, gold).correct
     }
 
     /// Whether a step states a final answer (ends a solution in MCTS).
