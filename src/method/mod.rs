@@ -486,7 +486,8 @@ where
 }
 
 /// Token ids of `prompt(question) + partial + continuation` and where the continuation starts.
-/// A final continuation ends with end-of-sequence, any other with the step separator.
+/// A final continuation ends with the template's end-of-turn token ([`crate::infer::end_of_turn`]),
+/// any other with the step separator.
 #[allow(clippy::too_many_arguments)]
 pub fn continuation_tokens(
     tok: &Tokenizer,
@@ -503,7 +504,7 @@ pub fn continuation_tokens(
     let start = t.len();
     if is_final {
         t.extend(tok.encode(continuation)?);
-        t.extend(tok.eos.first());
+        t.push(crate::infer::end_of_turn(tok, template)?);
     } else {
         t.extend(tok.encode(&format!("{continuation}{}", crate::task::STEP_SEPARATOR))?);
     }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::fit_and_save;
 use super::{
-    draw, engine, load_train, prepare_for_training, save_untrained, train_settings, write_jsonl, ModelSummary,
+    continuation_tokens, draw, engine, load_train, prepare_for_training, save_untrained, train_settings,
+    write_jsonl, ModelSummary,
 };
 use crate::error::Result;
 use crate::infer::{encode_prompt, Request, Stop};
@@ -189,10 +190,17 @@ where
                 continue;
             }
             let p = problems.iter().find(|p| p.id == s.problem).expect("sampled problem");
-            let mut tokens = encode_prompt(&tok, template, &ctx.shots, ctx.train_kind, &p.question)?;
-            let loss_from = tokens.len();
-            tokens.extend(tok.encode(&s.solution)?);
-            tokens.extend(tok.eos.first());
+            // The whole solution is the continuation of an empty partial solution, ending the turn.
+            let (tokens, loss_from) = continuation_tokens(
+                &tok,
+                template,
+                &ctx.shots,
+                ctx.train_kind,
+                &p.question,
+                "",
+                &s.solution,
+                true,
+            )?;
             examples.push(Example { tokens, loss_from, weight: 1.0 });
         }
         write_jsonl(&dir.join("samples.jsonl"), &samples)?;

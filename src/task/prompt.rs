@@ -22,6 +22,21 @@ pub enum Template {
     Chatml,
 }
 
+impl Template {
+    /// The token that ends an assistant turn in this format, which ends every training target
+    /// (a final step, an RFT solution, a DPO continuation) so the model learns to close its turn
+    /// as its chat format does; `None` for the plain format, whose turns end with the
+    /// tokenizer's end of sequence.
+    pub fn end_of_turn(self) -> Option<&'static str> {
+        match self {
+            Template::Plain => None,
+            Template::Llama3 => Some("<|eot_id|>"),
+            Template::Deepseek => Some("<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"),
+            Template::Chatml => Some("<|im_end|>"),
+        }
+    }
+}
+
 /// The zero-shot chain-of-thought instruction for a task kind.
 pub fn instruction(kind: TaskKind) -> &'static str {
     match kind {
