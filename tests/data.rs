@@ -18,6 +18,8 @@ const FILES: &[(&str, usize, &str)] = &[
     ("math/train.jsonl", 7500, "7302d5d23b38977015fe90291f82267b7f8c8d5739cc9643e7d6c4804afca89d"),
     ("math/test.jsonl", 5000, "4c5cc63d04ada5c1c9bfe49d64af8a5aeac4d42e30b43c6023b34185656c71a9"),
     ("math/math500.jsonl", 500, "839048bafb8a3fb684e5f629f5e87369a56680cee6a8b9a7c8fbccf1593e05a7"),
+    ("gsm_symbolic/train.jsonl", 3981, "2bf957fedfc86880070d7322855b8f1cb6ae38367fce72981c2e212d1a508107"),
+    ("gsm_symbolic/test.jsonl", 1000, "d1262d688ca67ff66206f5692e0e364293c5773b77811ba19a6549a6135c4e4e"),
 ];
 
 #[test]
@@ -29,8 +31,11 @@ fn shipped_files_are_the_releases_byte_for_byte() {
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), *lines, "{rel}: lines");
         // The README beside each file lists the same hash (so the two cannot drift apart).
         let dir = Path::new(rel).parent().unwrap();
-        let readme = std::fs::read_to_string(data(&dir.join("README.md").to_string_lossy())).unwrap();
-        assert!(readme.contains(sha), "{rel}: its sha256 is not in {}/README.md", dir.display());
+        let readme = match dir.to_str().unwrap() {
+            "gsm_symbolic" => std::fs::read_to_string(data("README.md")).unwrap(),
+            d => std::fs::read_to_string(data(&format!("{d}/README.md"))).unwrap(),
+        };
+        assert!(readme.contains(sha), "{rel}: its sha256 is not in its README");
     }
 }
 
@@ -98,4 +103,26 @@ fn math_solutions_are_paragraph_steps_with_environments_whole() {
     assert_eq!(count("type", "Precalculus"), 546);
     assert_eq!(count("level", "Level 5"), 1324);
     assert_eq!(count("level", "Level 1"), 437);
+}
+
+/// Overlaps between the shipped files by normalised question (case and whitespace ignored), as
+/// data/README.md lists them; the expected counts come from an independent Python check
+/// (`''.join(q.lower().split())` over each file's question field).
+#[test]
+fn overlaps_between_shipped_datasets() {
+    let gsm = |rel: &str| gsm8k::load(&data(rel)).unwrap();
+    let mth = |rel: &str| math::load(&data(rel)).unwrap();
+    let overlap = |pool: &[mcts_ps::task::Problem], other: &[mcts_ps::task::Problem]| {
+        let mut p = pool.to_vec();
+        mcts_ps::task::drop_overlaps(&mut p, other)
+    };
+    // (repeats of the other file, repeats within the pool)
+    assert_eq!(overlap(&gsm("gsm8k/train.jsonl"), &gsm("gsm8k/test.jsonl")), (0, 0));
+    assert_eq!(overlap(&mth("math/train.jsonl"), &mth("math/test.jsonl")), (2, 2));
+    assert_eq!(overlap(&mth("math/train.jsonl"), &mth("math/math500.jsonl")), (0, 2));
+    assert_eq!(overlap(&gsm("gsm_symbolic/train.jsonl"), &gsm("gsm_symbolic/test.jsonl")), (0, 23));
+    assert_eq!(overlap(&gsm("gsm_symbolic/train.jsonl"), &gsm("gsm8k/test.jsonl")), (0, 23));
+    assert_eq!(overlap(&gsm("gsm8k/train.jsonl"), &gsm("gsm_symbolic/test.jsonl")), (0, 0));
+    // MATH-500 is a subset of the MATH test split.
+    assert_eq!(overlap(&mth("math/math500.jsonl"), &mth("math/test.jsonl")), (500, 0));
 }

@@ -221,7 +221,9 @@ where
         }
         ModelSource::Tiny => {
             let e = &ctx.cfg.exp;
+            // Pretraining never sees a test or validation question.
             let test_ids: Vec<&str> = ctx.test_set.iter().map(|p| p.question.as_str()).collect();
+            let val_ids: Vec<&str> = ctx.val_set.iter().map(|p| p.question.as_str()).collect();
             let key = Key::new(
                 "pretrain",
                 &(
@@ -231,13 +233,15 @@ where
                     e.seed,
                     runtime(ctx),
                     Key::new("questions", &test_ids).hash,
+                    Key::new("validation questions", &val_ids).hash,
                 ),
             );
             ctx.job_out(&key, "pretrain tiny")?;
             let s: ModelSummary =
                 ctx.stage(&key, "pretrain tiny", |ctx: &mut Ctx<AB>, dir: &std::path::Path| {
                     let e = ctx.cfg.exp.clone();
-                    let exclude = ctx.test_set.iter().map(|p| p.question.clone()).collect();
+                    let exclude =
+                        ctx.test_set.iter().chain(&ctx.val_set).map(|p| p.question.clone()).collect();
                     let bar = ctx.bar(e.pretrain.steps as u64, "pretrain");
                     let out = Output {
                         metrics: Some(dir.join("metrics.csv")),

@@ -46,6 +46,21 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
         )));
     }
     let mut warnings = notes;
+    // Leakage: the pool keeps no question of the test set and none twice (validation and worked
+    // examples are drawn from it below, so they are disjoint from the test set too).
+    let (repeats_test, repeats_pool) = crate::task::drop_overlaps(&mut train, &test);
+    if repeats_test > 0 {
+        warnings.push(format!(
+            "{repeats_test} problems of the training pool ({pool_desc}) repeat a test question (same text up to \
+             case and spaces): left out of the pool"
+        ));
+    }
+    if repeats_pool > 0 {
+        warnings.push(format!(
+            "{repeats_pool} problems of the training pool ({pool_desc}) repeat an earlier question of the pool: \
+             left out"
+        ));
+    }
     for field in &e.report.breakdown {
         if !test.iter().any(|p| p.meta.contains_key(field)) {
             let fields: std::collections::BTreeSet<&str> =

@@ -106,6 +106,35 @@ pub fn join_steps<S: AsRef<str>>(steps: &[S]) -> String {
     steps.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(STEP_SEPARATOR)
 }
 
+/// A question as the overlap checks compare it: lowercase, without whitespace (the same problem
+/// retyped with other spacing or capitals is the same problem; no other character is dropped,
+/// so `2+3` and `2*3` stay different).
+pub fn normalised_question(q: &str) -> String {
+    q.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_lowercase).collect()
+}
+
+/// Removes from `pool` every problem whose question repeats one of `others` or an earlier
+/// problem of the pool ([`normalised_question`]); returns how many went for each reason.
+pub fn drop_overlaps(pool: &mut Vec<Problem>, others: &[Problem]) -> (usize, usize) {
+    let other: std::collections::HashSet<String> =
+        others.iter().map(|p| normalised_question(&p.question)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let (mut repeats_other, mut repeats_pool) = (0, 0);
+    pool.retain(|p| {
+        let q = normalised_question(&p.question);
+        if other.contains(&q) {
+            repeats_other += 1;
+            false
+        } else if !seen.insert(q) {
+            repeats_pool += 1;
+            false
+        } else {
+            true
+        }
+    });
+    (repeats_other, repeats_pool)
+}
+
 /// `k` problems of `pool` drawn by the stream `(seed, purpose, ids)`.
 pub fn draw(pool: &[Problem], k: usize, seed: u64, purpose: &str, ids: &[u64]) -> Vec<Problem> {
     let idx = crate::rng::Stream::new(seed, purpose, ids).sample_indices(pool.len(), k);
@@ -124,6 +153,22 @@ mod tests {
         assert!(split_steps("").is_empty());
         // A single newline stays inside a step.
         assert_eq!(split_steps("a\nb\n\nc"), vec!["a\nb", "c"]);
+    }
+
+    #[test]
+    fn overlaps_are_dropped_by_normalised_question() {
+        let p = |id, q: &str| Problem {
+            id,
+            question: q.into(),
+            answer: "1".into(),
+            solution: None,
+            meta: Default::default(),
+        };
+        let test = [p(0, "What is $2+3$?")];
+        let mut pool =
+            vec![p(0, "what is $2 + 3$?"), p(1, "What is $2*3$?"), p(2, "What  is $2*3$ ?"), p(3, "Other")];
+        assert_eq!(drop_overlaps(&mut pool, &test), (1, 1));
+        assert_eq!(pool.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 3]);
     }
 
     #[test]
