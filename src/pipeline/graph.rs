@@ -36,8 +36,11 @@ pub enum Op {
         split: Split,
         /// The table row: method and iteration.
         row: (&'static str, Option<usize>),
-        /// Nodes whose data and training make up the row's cost.
+        /// Nodes whose data and training made the model: every earlier iteration's too (the
+        /// row's cumulative cost).
         cost: Vec<NodeId>,
+        /// The nodes of `cost` that are this row's own (its iteration's data and training).
+        own: Vec<NodeId>,
     },
     /// RFT from the base model; `budget` is the node whose generated tokens set the sampling
     /// budget (compute-matched RFT), `None` for the paper's fixed samples per problem.
@@ -164,20 +167,21 @@ pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
                 model: NodeId,
                 name: &str,
                 row: (&'static str, Option<usize>),
-                cost: Vec<NodeId>| {
+                cost: Vec<NodeId>,
+                own: Vec<NodeId>| {
         for &(split, n) in &splits {
             let what = match split {
                 Split::Test => format!("{} runs x {} problems", e.eval.runs, n),
                 Split::Validation => format!("validation, {} runs x {} problems", e.eval.runs, n),
             };
             let items = Some(("blocks of a run", e.eval.runs * n.div_ceil(EVAL_BLOCK).max(1)));
-            let op = Op::Eval { model, split, row, cost: cost.clone() };
+            let op = Op::Eval { model, split, row, cost: cost.clone(), own: own.clone() };
             let resource = compute;
             nodes.push(Node { kind: "eval", label: format!("eval {name} ({what})"), op, items, resource });
         }
     };
     if has("zero_shot_cot") {
-        eval(&mut nodes, base, "zero-shot CoT", ("zero_shot_cot", None), vec![]);
+        eval(&mut nodes, base, "zero-shot CoT", ("zero_shot_cot", None), vec![], vec![]);
     }
     if has("rft") {
         let label = format!(
@@ -186,10 +190,11 @@ pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
         );
         let items = Some(("problems to sample; training is one job", e.rft.problems));
         let r = add(&mut nodes, "rft", label, Op::Rft { base, budget: None }, items);
-        eval(&mut nodes, r, "RFT", ("rft", None), vec![r]);
+        eval(&mut nodes, r, "RFT", ("rft", None), vec![r], vec![r]);
     }
     let mut prev = base;
     let mut first_mcts = None;
+    let mut so_far = Vec::new();
     for i in 1..=e.ours.iterations {
         let n = e.ours.problems_per_iteration;
         let label = format!("ours iter {i}: MCTS on {n} problems x {} rollouts per root", e.mcts.rollouts);
@@ -200,7 +205,8 @@ pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
         }
         let op = Op::TrainOurs { prev, mcts: m, iteration: i };
         prev = add(&mut nodes, "train-ours", format!("ours iter {i}: eq. (2) training"), op, None);
-        eval(&mut nodes, prev, &format!("ours iter {i}"), ("ours", Some(i)), vec![m, prev]);
+        so_far.extend([m, prev]);
+        eval(&mut nodes, prev, &format!("ours iter {i}"), ("ours", Some(i)), so_far.clone(), vec![m, prev]);
     }
     if has("rft") && e.rft.match_tokens == "ours" {
         let label =
@@ -208,10 +214,11 @@ pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
         let items = Some(("problems to sample; training is one job", e.rft.problems));
         let op = Op::Rft { base, budget: first_mcts };
         let r = add(&mut nodes, "rft", label, op, items);
-        eval(&mut nodes, r, "RFT (matched)", ("rft_matched", None), vec![r]);
+        eval(&mut nodes, r, "RFT (matched)", ("rft_matched", None), vec![r], vec![r]);
     }
     if has("step_dpo") {
         let mut prev = base;
+        let mut so_far = Vec::new();
         for i in 1..=e.step_dpo.iterations {
             let n = e.step_dpo.problems_per_iteration;
             // Iteration 1 searches the base model on the same draw as ours' iteration 1 when
@@ -226,7 +233,9 @@ pub fn graph(cfg: &Resolved, test_len: Option<usize>) -> Graph {
             };
             let op = Op::TrainDpo { prev, mcts: m, iteration: i };
             prev = add(&mut nodes, "train-dpo", format!("step-DPO iter {i}: DPO training"), op, None);
-            eval(&mut nodes, prev, &format!("step-DPO iter {i}"), ("step_dpo", Some(i)), vec![m, prev]);
+            so_far.extend([m, prev]);
+            let row = ("step_dpo", Some(i));
+            eval(&mut nodes, prev, &format!("step-DPO iter {i}"), row, so_far.clone(), vec![m, prev]);
         }
     }
     Graph { nodes }

@@ -113,6 +113,7 @@ where
         test_size: 0,
         val_size: 0,
         eval_runs: first.exp.eval.runs,
+        shots: first.exp.task.shots,
         breakdown: Default::default(),
         runs: vec![],
     };
@@ -208,24 +209,26 @@ where
                 method::resolve_template(ctx, &base)?;
                 Output::Model(base)
             }
-            Op::Eval { model: m, split, row, cost } => {
+            Op::Eval { model: m, split, row, cost, own } => {
                 let m = model(&out, *m);
                 let label = report::display(row.0, row.1);
                 let label = if *split == Split::Validation { format!("{label} (validation)") } else { label };
                 let (key, _s): (_, EvalSummary) = method::evaluate(ctx, &m, &label, *split)?;
                 let mut c = Cost::default();
                 for &i in cost {
-                    match &out[i] {
-                        Output::Mcts(_, s, _) => {
-                            c.data_tokens += s.tokens_generated;
-                            c.seconds += s.seconds;
-                        }
+                    let (tokens, seconds) = match &out[i] {
+                        Output::Mcts(_, s, _) => (s.tokens_generated, s.seconds),
                         Output::Model(m) => {
                             let s = stage_summary(m)?;
-                            c.data_tokens += s.data_tokens;
-                            c.seconds += s.seconds;
+                            (s.data_tokens, s.seconds)
                         }
-                        Output::Eval => {}
+                        Output::Eval => (0, 0.0),
+                    };
+                    c.data_tokens += tokens;
+                    c.seconds += seconds;
+                    if own.contains(&i) {
+                        c.own_data_tokens += tokens;
+                        c.own_seconds += seconds;
                     }
                 }
                 // One row per (method, iteration); its test and validation stages.

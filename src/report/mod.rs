@@ -21,10 +21,18 @@ use crate::util::read_jsonl;
 /// What one method/iteration cost to produce (besides its evaluation).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
-    /// Tokens generated to make its training data (MCTS, RFT sampling).
+    /// Tokens generated to make its training data (MCTS, RFT sampling), every earlier
+    /// iteration's included.
     pub data_tokens: u64,
-    /// Seconds of data generation and training (this row's own stages, as first computed).
+    /// Seconds of data generation and training, every earlier iteration's included (stages as
+    /// first computed).
     pub seconds: f64,
+    /// Tokens generated for this iteration's own data.
+    #[serde(default)]
+    pub own_data_tokens: u64,
+    /// Seconds of this iteration's own data generation and training.
+    #[serde(default)]
+    pub own_seconds: f64,
 }
 
 /// One row of a table: which evaluation stage measured it.
@@ -78,6 +86,9 @@ pub struct RunIndex {
     pub val_size: usize,
     /// Evaluation runs per cell.
     pub eval_runs: usize,
+    /// Worked examples in every prompt (`task.shots`; the base model's row is then few-shot).
+    #[serde(default)]
+    pub shots: usize,
     /// `report.breakdown`: field -> value -> the test problems (ids) with that value, for the
     /// tables broken down by them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -199,6 +210,9 @@ struct Multi {
     /// Cost, mean over seeds.
     data_tokens: f64,
     seconds: f64,
+    /// This iteration's own share of the two above.
+    own_data_tokens: f64,
+    own_seconds: f64,
 }
 
 /// Mean and SE over seeds of the per-seed means, and the SE of that mean from evaluation
@@ -249,6 +263,11 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         Error::Checkpoint { path: idx_path.clone(), message: format!("not a runs index: {e}") }
     })?;
     let cache = dir.join("cache");
+    // The base model's row is few-shot when the prompt shows worked examples.
+    let name = |method: &str, iteration: Option<usize>| match (method, idx.shots) {
+        ("zero_shot_cot", k) if k > 0 => format!("Few-shot CoT ({k} shots)"),
+        _ => display(method, iteration),
+    };
     let setup = if idx.paper.is_empty() { None } else { paper::setup(&idx.paper) };
     // Sweep points in order; the entries of one point are its training seeds.
     let mut groups: Vec<(String, Vec<&RunEntry>)> = Vec::new();
@@ -312,6 +331,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         "diff_se",
         "p_value",
         "data_tokens",
+        "data_tokens_iteration",
         "eval_tokens",
     ])
     .map_err(csv_err)?;
@@ -336,7 +356,15 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         // Rows in the first seed's order; every seed has the same rows.
         let mut rows: Vec<Multi> = Vec::new();
         for r in &entries[0].rows {
-            let mut m = Multi { r: r.clone(), test: vec![], val: vec![], data_tokens: 0.0, seconds: 0.0 };
+            let mut m = Multi {
+                r: r.clone(),
+                test: vec![],
+                val: vec![],
+                data_tokens: 0.0,
+                seconds: 0.0,
+                own_data_tokens: 0.0,
+                own_seconds: 0.0,
+            };
             for e in entries {
                 let Some(x) = e.rows.iter().find(|x| x.method == r.method && x.iteration == r.iteration)
                 else {
@@ -348,8 +376,11 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 if let Some(v) = &x.val_stage {
                     m.val.push(load_stage(&cache, v)?);
                 }
-                m.data_tokens += x.cost.data_tokens as f64 / entries.len() as f64;
-                m.seconds += x.cost.seconds / entries.len() as f64;
+                let k = entries.len() as f64;
+                m.data_tokens += x.cost.data_tokens as f64 / k;
+                m.seconds += x.cost.seconds / k;
+                m.own_data_tokens += x.cost.own_data_tokens as f64 / k;
+                m.own_seconds += x.cost.own_seconds / k;
             }
             rows.push(m);
         }
@@ -362,7 +393,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
             let named: Vec<(String, &[Measured])> = rows
                 .iter()
                 .filter(|r| !r.test.is_empty())
-                .map(|r| (display(&r.r.method, r.r.iteration), r.test.as_slice()))
+                .map(|r| (name(&r.r.method, r.r.iteration), r.test.as_slice()))
                 .collect();
             if groups.len() > 1 {
                 let _ = writeln!(by_field, "## Run `{label}`\n");
@@ -389,7 +420,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         let _ = writeln!(md, "|---|{}", "---|".repeat(cols));
         let zs = rows.iter().find(|r| r.r.method == "zero_shot_cot");
         for r in &rows {
-            let name = display(&r.r.method, r.r.iteration);
+            let name = name(&r.r.method, r.r.iteration);
             let mut line = format!("| {name} |");
             if has_test {
                 let _ = write!(line, " {} |", multi_cell(&r.test, idx.eval_runs));
@@ -450,6 +481,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                         cmp.filter(|_| last).map(|c| format!("{:.6}", c.se)).unwrap_or_default(),
                         cmp.filter(|_| last).map(|c| format!("{:.3e}", c.p_value)).unwrap_or_default(),
                         format!("{:.0}", r.data_tokens),
+                        format!("{:.0}", r.own_data_tokens),
                         tokens.to_string(),
                     ])
                     .map_err(csv_err)?;
@@ -465,7 +497,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 md,
                 "\nPaired comparisons on the test set of {} (ours at its best iteration, {chosen}), per test \
                 problem (accuracy averaged over the runs; two-sided paired t-test{}):\n",
-                display(&b.r.method, b.r.iteration),
+                name(&b.r.method, b.r.iteration),
                 if n_seeds > 1 { " over (seed, problem) pairs, and over the seeds' means" } else { "" }
             );
             let others = ["zero_shot_cot", "rft", "rft_matched", "step_dpo"];
@@ -479,7 +511,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 let c = compare_seeds(&xa, &xb);
                 let mut line = format!(
                     "- minus {}: {:+.2} ± {:.2} points, p = {:.2e} (n = {})",
-                    display(&o.r.method, o.r.iteration),
+                    name(&o.r.method, o.r.iteration),
                     100.0 * c.diff,
                     100.0 * c.se,
                     c.p_value,
@@ -505,7 +537,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
             };
             sweep_summary.push((
                 label.clone(),
-                display(&b.r.method, b.r.iteration),
+                name(&b.r.method, b.r.iteration),
                 agg(&b.test),
                 agg(&b.val),
                 zs.and_then(|z| agg(&z.test)),
@@ -516,27 +548,31 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                     .then(|| over_seeds(ms))
                     .map(|(m, s, r)| (m, if ms.len() > 1 { s } else { r }))
             };
-            sweep_summary.push((label.clone(), display(&b.r.method, b.r.iteration), None, agg(&b.val), None));
+            sweep_summary.push((label.clone(), name(&b.r.method, b.r.iteration), None, agg(&b.val), None));
         }
         let _ = writeln!(
             md,
-            "\nCompute (this machine, stages as first computed{}):\n",
+            "\nCompute (this machine, stages as first computed{}); a row's total includes every earlier \
+             iteration's data and training (iteration k's model took all of them to make):\n",
             if n_seeds > 1 { "; mean over seeds" } else { "" }
         );
         let _ = writeln!(
             md,
-            "| Method | data tokens generated | eval tokens | data + training seconds |\n|---|---|---|---|"
+            "| Method | data tokens generated (this iteration) | data tokens, total | data + training seconds (this \
+             iteration) | seconds, total | eval tokens |\n|---|---|---|---|---|---|"
         );
         for r in &rows {
             let ms = if r.test.is_empty() { &r.val } else { &r.test };
             let tokens = ms.iter().map(|m| m.eval.tokens).sum::<u64>() / ms.len().max(1) as u64;
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {} | {:.1} |",
-                display(&r.r.method, r.r.iteration),
+                "| {} | {:.0} | {:.0} | {:.1} | {:.1} | {} |",
+                name(&r.r.method, r.r.iteration),
+                r.own_data_tokens,
                 r.data_tokens,
-                tokens,
-                r.seconds
+                r.own_seconds,
+                r.seconds,
+                tokens
             );
         }
         // The plot: test accuracy (validation without a test column), over seeds.
