@@ -277,6 +277,17 @@ const GSM: &[Case] = &[
     ("-5", "5", false),
     ("1/2", "0.5", true),
     ("10^3", "1000", false),
+    // Units in `\\text{}`, Markdown bold, `\\( \\)`.
+    ("10 weeks", "10", true),
+    ("10 \\text{ weeks}", "10", true),
+    ("10\\text{weeks}", "10", true),
+    ("**10**", "10", true),
+    ("**10** weeks", "10", true),
+    ("\\(10\\)", "10", true),
+    ("10 \\text{ weeks}", "100", false),
+    ("10 \\text{ and } 20", "10", false),
+    ("\\text{10 weeks and 2 days}", "10", false),
+    ("**10** or **12**", "10", false),
 ];
 
 fn check(kind: &str, cases: &[Case], f: fn(&str, &str) -> bool) -> (usize, usize) {
