@@ -419,6 +419,31 @@ fn extraction_stops_at_the_sentence_and_keeps_every_box() {
     assert_eq!(math::extract("so it is \\boxed 5$.").as_deref(), Some("5"));
     assert_eq!(math::extract("first \\boxed{1}. Then more work gives \\boxed{2}").as_deref(), Some("2"));
     assert!(TaskKind::Math.is_correct("so $x = \\boxed{1}$ or $x = \\boxed{2}$", "1, 2"));
+    assert!(gsm.is_correct("The final answer is $10 \\text{ weeks}$.", "10"));
+    assert!(gsm.is_correct("The final answer is **10 weeks**.", "10"));
+}
+
+/// Boxes side by side are one list answer, so a hedge is never correct against a single gold;
+/// boxes that all state the same answer are that answer (MATH's `\\boxed{x+11}$ or
+/// $\\boxed{11+x}`).
+#[test]
+fn side_by_side_boxes_are_a_list_unless_they_agree() {
+    let math = TaskKind::Math;
+    let hedge = "The answers are $\\boxed{-2}$ and $\\boxed{1}$.";
+    assert_eq!(math::extract(hedge).as_deref(), Some("-2, 1"));
+    assert!(math.is_correct(hedge, "-2, 1"));
+    assert!(!math.is_correct(hedge, "1"));
+    assert!(!math.is_correct(hedge, "-2"));
+    assert!(!math.is_correct("$\\boxed{1}$ or $\\boxed{-2}$", "-2"));
+    let same = "This yields $\\boxed{x+11}$ or $\\boxed{11+x}$.";
+    assert_eq!(math::extract(same).as_deref(), Some("11+x"));
+    assert!(math.is_correct(same, "11+x"));
+    assert!(!math.is_correct(same, "x+12"));
+    let forms = "$AF = \\boxed{\\frac{25}{13}} = \\boxed{1\\frac{12}{13}}$ units";
+    assert!(math.is_correct(forms, "1\\frac{12}{13}"));
+    assert!(math.is_correct("$\\boxed{28}$ or $\\boxed{28_9}$", "28_9"));
+    // Boxes that agree only in part are still a list.
+    assert!(!math.is_correct("$\\boxed{2}$, $\\boxed{2}$ or $\\boxed{3}$", "2"));
     assert_eq!(
         math::extract("The final answer is $\\frac{1}{2}$. I hope it is correct.").as_deref(),
         Some("\\frac{1}{2}")
