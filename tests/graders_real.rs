@@ -91,16 +91,20 @@ fn load(file: &str) -> (TaskKind, Vec<(String, Problem)>) {
             problems.into_iter().map(|p| (format!("{file}:{}", p.id + 1), p)).collect(),
         );
     }
+    // Named through the problem text (unique within a file), so that a loader that leaves a
+    // record out does not shift the names.
     let problems = math::load(&data(file)).unwrap();
     let text = std::fs::read_to_string(data(file)).unwrap();
-    let ids: Vec<String> = text
+    let ids: BTreeMap<String, String> = text
         .lines()
         .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["unique_id"].as_str().unwrap().to_string()
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["problem"].as_str().unwrap().trim().to_string(), v["unique_id"].as_str().unwrap().to_string())
         })
         .collect();
-    assert_eq!(ids.len(), problems.len(), "{file}: one problem per line");
-    (TaskKind::Math, ids.into_iter().zip(problems).collect())
+    assert_eq!(ids.len(), text.lines().count(), "{file}: problem texts are unique");
+    let named = problems.into_iter().map(|p| (ids[&p.question].clone(), p)).collect();
+    (TaskKind::Math, named)
 }
 
 fn all_files() -> impl Iterator<Item = &'static str> {
