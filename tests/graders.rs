@@ -90,6 +90,32 @@ const MATH_NUMBERS: &[Case] = &[
     ("\\frac{1}{3}", "0.3", false),
     ("2\\sqrt{3}", "3\\sqrt{2}", false),
     ("\\frac{5}{2}", "5\\frac12", false),
+    // Thousands separators spelled with a LaTeX space (MATH writes `32,\\! 349`).
+    ("32,\\! 349", "32349", true),
+    ("32,\\!349", "32,349", true),
+    ("111, \\! 111, \\! 111", "111111111", true),
+    ("1\\,000", "1000", true),
+    ("32,\\! 349", "32, 349", false),
+    ("32,\\! 349", "3249", false),
+    // A number with unit words after it (`\\text{}` or not).
+    ("10 weeks", "10", true),
+    ("10 square feet", "10", true),
+    ("10 weeks", "100", false),
+    ("10 x", "10", false),
+    // Tiny is not zero: rational arithmetic is compared relatively (MATH has `\\frac{1}{2^{98}}`).
+    ("\\frac{1}{2^{98}}", "0", false),
+    ("10^{-12}", "0", false),
+    ("2^{-98}", "\\frac{1}{2^{98}}", true),
+    ("\\sin \\pi", "0", true),
+    // Beyond f64: compared as written.
+    ("x = 2^{4950}", "2^{4950}", true),
+    ("2^{4950}", "2^{4951}", false),
+    ("\\frac{1}{2004!}", "\\frac{1}{2005!}", false),
+    // Bases with a sign or a radix point.
+    ("-37_8", "-37_{8}", true),
+    ("-37_8", "37_8", false),
+    ("0.0011_{2}", "0.0011_2", true),
+    ("0.0011_2", "0.0101_2", false),
 ];
 
 const MATH_EXPRESSIONS: &[Case] = &[
@@ -141,6 +167,13 @@ const MATH_TUPLES: &[Case] = &[
     ("\\left(\\frac{1}{2}, -\\frac{3}{4}\\right)", "(0.5, -0.75)", true),
     ("(0.5, 0.75)", "(0.5, -0.75)", false),
     ("(1,2)", "\\{1,2\\}", false),
+    // Inside brackets a comma always separates: `(1,100)` is a pair, not 1100.
+    ("(1, 100)", "(1,100)", true),
+    ("(20,100)", "(20, 100)", true),
+    ("(1,100)", "1100", false),
+    ("(1,100)", "1,100", false),
+    ("(1,100)", "(100,1)", false),
+    ("(1,100)", "(1,10)", false),
 ];
 
 const MATH_SETS: &[Case] = &[
@@ -157,6 +190,29 @@ const MATH_SETS: &[Case] = &[
     ("3, 5, 7", "7, 5, 3", true),
     ("3, 5", "3, 5, 5", false),
     ("1, 2", "(1, 2)", false),
+    // "and" / "or" between items, Oxford comma, empty items.
+    ("19, 46, \\text{ and } 82", "19, 46, and 82", true),
+    ("19, 46, and 82", "19, 46, 82", true),
+    ("6, 8\\text{, and }10", "6, 8, 10", true),
+    ("2 or 3", "2, 3", true),
+    ("19, 46, and 82", "19, 46, 28", false),
+    ("19, 46, \\text{ and } 82", "194682", false),
+    ("19, 46, and 82", "19, 46", false),
+    ("2 or 3", "3", false),
+    // A bare `70,110` is the number 70110, or the list 70, 110 in that order.
+    ("70,110", "70110", true),
+    ("70,110", "70, 110", true),
+    ("70,110", "70^\\circ, 110^\\circ", true),
+    ("31,250", "31250", true),
+    ("70,110", "110, 70", false),
+    ("70,110", "(70, 110)", false),
+    ("70,110", "70, 11", false),
+    ("1,000", "1, 0", false),
+    ("1,000", "1, 000", false),
+    // Semicolon-separated points, and a point in a union.
+    ("(-4, 27);(2, 15)", "(2, 15); (-4, 27)", true),
+    ("(-4, 27);(2, 15)", "(-4, 27)", false),
+    ("(-4, 27);(2, 15)", "(-4, 27);(2, 16)", false),
 ];
 
 const MATH_INTERVALS: &[Case] = &[
@@ -173,6 +229,12 @@ const MATH_INTERVALS: &[Case] = &[
     ("\\left[ -1, 1 \\right]", "[-1,1]", true),
     ("x > 4", "(4, \\infty)", true),
     ("(0, 1)", "[0, 1]", false),
+    ("(2,12) \\cup (12,102)", "(2, 12) \\cup (12, 102)", true),
+    ("(2,12) \\cup (12,102)", "(2, 12102)", false),
+    ("\\{-1\\} \\cup [0,7)", "[0,7) \\cup \\{-1\\}", true),
+    ("x \\in \\{-1\\} \\cup [0,7)", "\\{-1\\}\\cup[0,7)", true),
+    ("\\{-1\\} \\cup [0,7)", "[-1,7)", false),
+    ("\\{-1\\} \\cup [0,7)", "\\{1\\} \\cup [0,7)", false),
 ];
 
 const MATH_MATRICES: &[Case] = &[
@@ -234,6 +296,25 @@ const MATH_TEXT: &[Case] = &[
     ("\\text{Monday}", "\\text{monday}", true),
     ("\\text{Monday}", "\\text{Tuesday}", false),
     ("\\text{even}", "\\text{odd}", false),
+    ("y = \\text{odd}", "\\text{odd}", true),
+    ("z = \\text{Friday}", "\\text{Friday}", true),
+    ("y = \\text{odd}", "\\text{even}", false),
+    ("y = \\text{CFA}", "\\text{ACF}", false),
+];
+
+/// Cases where the verdict depends on which side is the gold: a number in another base.
+/// (predicted, gold, equivalent)
+const MATH_ORIENTED: &[Case] = &[
+    // The gold asks for base 7; a model that drops the subscript writes the same digits.
+    ("4210", "4210_7", true),
+    ("25", "25_{6}", true),
+    ("17", "25_6", false),
+    // A plain gold; the prediction's base says what number it means.
+    ("4210_7", "4210", false),
+    ("10000_2", "10{,}000", false),
+    ("25_{6}", "25", false),
+    ("10000_2", "16", true),
+    ("12_{10}", "12", true),
 ];
 
 const MATH_GROUPS: &[(&str, &[Case])] = &[
@@ -277,6 +358,17 @@ const GSM: &[Case] = &[
     ("-5", "5", false),
     ("1/2", "0.5", true),
     ("10^3", "1000", false),
+    // Units in `\\text{}`, Markdown bold, `\\( \\)`.
+    ("10 weeks", "10", true),
+    ("10 \\text{ weeks}", "10", true),
+    ("10\\text{weeks}", "10", true),
+    ("**10**", "10", true),
+    ("**10** weeks", "10", true),
+    ("\\(10\\)", "10", true),
+    ("10 \\text{ weeks}", "100", false),
+    ("10 \\text{ and } 20", "10", false),
+    ("\\text{10 weeks and 2 days}", "10", false),
+    ("**10** or **12**", "10", false),
 ];
 
 fn check(kind: &str, cases: &[Case], f: fn(&str, &str) -> bool) -> (usize, usize) {
@@ -300,6 +392,9 @@ fn math_grader_cases_by_answer_type() {
         // Symmetric: the grader does not care which side is the gold.
         check(kind, &cases.iter().map(|(p, g, w)| (*g, *p, *w)).collect::<Vec<_>>(), math::answers_match);
     }
+    let (a, b) = check("oriented", MATH_ORIENTED, math::answers_match);
+    n += a;
+    neg += b;
     assert!(n >= 150 && neg * 10 >= n * 4, "{n} MATH cases, {neg} negative");
 }
 
@@ -324,6 +419,31 @@ fn extraction_stops_at_the_sentence_and_keeps_every_box() {
     assert_eq!(math::extract("so it is \\boxed 5$.").as_deref(), Some("5"));
     assert_eq!(math::extract("first \\boxed{1}. Then more work gives \\boxed{2}").as_deref(), Some("2"));
     assert!(TaskKind::Math.is_correct("so $x = \\boxed{1}$ or $x = \\boxed{2}$", "1, 2"));
+    assert!(gsm.is_correct("The final answer is $10 \\text{ weeks}$.", "10"));
+    assert!(gsm.is_correct("The final answer is **10 weeks**.", "10"));
+}
+
+/// Boxes side by side are one list answer, so a hedge is never correct against a single gold;
+/// boxes that all state the same answer are that answer (MATH's `\\boxed{x+11}$ or
+/// $\\boxed{11+x}`).
+#[test]
+fn side_by_side_boxes_are_a_list_unless_they_agree() {
+    let math = TaskKind::Math;
+    let hedge = "The answers are $\\boxed{-2}$ and $\\boxed{1}$.";
+    assert_eq!(math::extract(hedge).as_deref(), Some("-2, 1"));
+    assert!(math.is_correct(hedge, "-2, 1"));
+    assert!(!math.is_correct(hedge, "1"));
+    assert!(!math.is_correct(hedge, "-2"));
+    assert!(!math.is_correct("$\\boxed{1}$ or $\\boxed{-2}$", "-2"));
+    let same = "This yields $\\boxed{x+11}$ or $\\boxed{11+x}$.";
+    assert_eq!(math::extract(same).as_deref(), Some("11+x"));
+    assert!(math.is_correct(same, "11+x"));
+    assert!(!math.is_correct(same, "x+12"));
+    let forms = "$AF = \\boxed{\\frac{25}{13}} = \\boxed{1\\frac{12}{13}}$ units";
+    assert!(math.is_correct(forms, "1\\frac{12}{13}"));
+    assert!(math.is_correct("$\\boxed{28}$ or $\\boxed{28_9}$", "28_9"));
+    // Boxes that agree only in part are still a list.
+    assert!(!math.is_correct("$\\boxed{2}$, $\\boxed{2}$ or $\\boxed{3}$", "2"));
     assert_eq!(
         math::extract("The final answer is $\\frac{1}{2}$. I hope it is correct.").as_deref(),
         Some("\\frac{1}{2}")

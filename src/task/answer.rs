@@ -47,8 +47,16 @@ pub fn first_sentence(text: &str) -> &str {
 
 /// The last `\\boxed{}` of `text` with the boxed answers just before it that only separators
 /// (commas, "and", "or", `$`, spaces) or labels divide from it, joined by ", ":
-/// `\\boxed{1}, \\boxed{2}` gives "1, 2".
+/// `\\boxed{1}, \\boxed{2}` gives "1, 2" (see [`boxed_run`]).
 pub fn boxed_list(text: &str) -> Option<String> {
+    boxed_run(text).map(|items| items.join(", "))
+}
+
+/// The contents of the last `\boxed{}` of `text` and of the boxes just before it that only
+/// separators (commas, "and", "or", `$`, spaces, `\text{}`) or labels (`=`, one letter) divide
+/// from it, in order: `$x = \boxed{1}$ or $x = \boxed{2}$` gives ["1", "2"]. Any other word
+/// or sign between two boxes ends the run (`\boxed{1}. Then ... \boxed{2}` gives ["2"]).
+pub fn boxed_run(text: &str) -> Option<Vec<String>> {
     let found = boxes(text);
     let last = found.last()?;
     let mut start = last.at;
@@ -67,7 +75,7 @@ pub fn boxed_list(text: &str) -> Option<String> {
         start = b.at;
     }
     items.reverse();
-    Some(items.join(", "))
+    Some(items)
 }
 
 /// One `\boxed{..}` (or `\fbox{..}`, or the `\boxed 5` form) in a text.

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::answer::{final_answer_phrase, hash_answer, last_boxed, last_number, numbers_equal, parse_number};
+use super::answer::{
+    final_answer_phrase, hash_answer, last_boxed, last_number, matched_braces, numbers_equal, parse_number,
+};
 use super::Problem;
 use crate::error::{Error, Result};
 
@@ -88,8 +90,9 @@ pub fn extract(completion: &str) -> Option<String> {
 
 /// Whether a predicted answer text equals the gold number. The prediction must be a number
 /// (any of [`parse_number`]'s spellings, LaTeX or Unicode thousands separators), optionally
-/// with a label before it (`x = 18`) or unit words after it (`18 apples`); a string that merely
-/// contains a digit (`AZYUK2A`, `12 - 2`) is not a number.
+/// with a label before it (`x = 18`) or unit words after it (`18 apples`, `18 \text{ apples}`),
+/// in Markdown bold or LaTeX math delimiters (`**18**`, `\(18\)`); a string that merely
+/// contains a digit (`AZYUK2A`, `12 - 2`, `12 \text{ and } 18`) is not a number.
 pub fn answers_match(predicted: &str, gold: &str) -> bool {
     let Some(g) = parse_number(gold) else {
         return false;
@@ -99,7 +102,8 @@ pub fn answers_match(predicted: &str, gold: &str) -> bool {
 
 /// The number an extracted answer states (see [`answers_match`]).
 pub fn number_of_answer(text: &str) -> Option<f64> {
-    let mut t = text.trim();
+    let plain = unwrap_text(text).replace("**", "").replace("\\(", " ").replace("\\)", " ");
+    let mut t = plain.trim();
     if let Some(inner) = t.strip_prefix("\\boxed{").and_then(|r| r.strip_suffix('}')) {
         t = inner.trim();
     }
@@ -117,6 +121,20 @@ pub fn number_of_answer(text: &str) -> Option<f64> {
     let words = rest.trim().trim_end_matches('.');
     let wordy = words.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '\'');
     (wordy && !words.is_empty()).then(|| parse_number(num)).flatten()
+}
+
+/// `text` with LaTeX text wrappers (`\text{ apples}`, `\mbox{..}`, `\textbf{..}`,
+/// `\mathrm{..}`) replaced by their content between spaces.
+fn unwrap_text(text: &str) -> String {
+    let mut out = text.to_string();
+    for key in ["\\textbf{", "\\textrm{", "\\text{", "\\mbox{", "\\mathrm{"] {
+        while let Some(at) = out.find(key) {
+            let Some(inner) = matched_braces(&out[at + key.len()..]) else { break };
+            let end = at + key.len() + inner.len() + 1;
+            out = format!("{} {} {}", &out[..at], inner, &out[end..]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

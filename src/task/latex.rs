@@ -3,22 +3,33 @@
 //! comparison that is numeric where it can be and symbolic through evaluation at fixed random
 //! points otherwise.
 //!
-//! What is equal (checked by the tests in `tests/graders.rs`):
+//! What is equal (checked by the tests in `tests/graders.rs`, and on every gold of MATH in
+//! `tests/graders_real.rs`):
 //! - numbers in any notation: fractions, mixed numbers (`1\frac12`, `1 1/2`), decimals,
 //!   percent (`28\%` is 28, as MATH writes it), `\sqrt`, `\pi`, powers, `\times 10^k`,
-//!   base subscripts (`4210_7` is `4210_{7}`, compared by value), degrees (dropped);
-//! - units in `\text{}` dropped after a number (`10\text{ cm}^2` is 10), but never by merging
-//!   what is around them: `6 \text{ and } 8` is the list 6, 8;
+//!   degrees (dropped); numbers beyond f64 (`2^{4950}`) only as the same expression;
+//! - thousands separators `32,349`, `32{,}349`, `32,\! 349`, `1\,000`; a plain comma and a space
+//!   (`32, 349`) is a list, and inside brackets every comma separates (`(1,100)` is a pair); a
+//!   bare `70,110` is the number 70110 or, against a list, the list 70, 110 in that order;
+//! - numbers in another base (`4210_7` is `4210_{7}`, `-37_8`, `0.0011_2`), compared by value;
+//!   against a plain number, a gold in base b equals the same digits (`4210`), a prediction in
+//!   base b equals its value (`10000_2` is 16), the one case where the verdict depends on which
+//!   side is the gold;
+//! - units dropped after a number, in `\text{}` (`10\text{ cm}^2` is 10) or as plain lower-case
+//!   words (`10 weeks`), but never by merging what is around them: `6 \text{ and } 8` is the
+//!   list 6, 8;
 //! - labels stripped: `x =`, `f(x) =`, `(p,q) =`, `x \in`;
 //! - ordered tuples and vectors element-wise (`(1,\frac92)` is `(1,4.5)`), a column `pmatrix`
 //!   equal to the tuple of its entries, matrices entry-wise, unordered sets (`\{1,2\}`, and a bare
-//!   comma list, which MATH uses for "all solutions") as multisets, intervals and unions by their
-//!   endpoints and closedness, `\pm` as the set of both signs;
+//!   list, which MATH uses for "all solutions": commas, "and", "or", Oxford commas, semicolons)
+//!   as multisets, intervals and unions (points `\{-1\}` included) by their endpoints and
+//!   closedness, `\pm` as the set of both signs;
 //! - complex numbers (`i` is the imaginary unit): `1+2i` is `i(2-i)`;
 //! - expressions with variables when they agree at 6 fixed points (complex arithmetic, so
 //!   `\sqrt{x-3}` is defined everywhere), equations when `lhs - rhs` agree up to a constant
 //!   nonzero factor;
-//! - multiple-choice letters and other text case- and wrapper-insensitively (`\text{(C)}` is `C`).
+//! - multiple-choice letters and other text case- and wrapper-insensitively (`\text{(C)}` is `C`,
+//!   `y = \text{odd}` is `odd`).
 //!
 //! Bounded: answers over [`MAX_LEN`] characters are compared as normalised text only, the parser
 //! stops at depth [`MAX_DEPTH`], powers and factorials are capped, so every comparison finishes
@@ -160,6 +171,24 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Whether evaluation is rational arithmetic on its numbers (no roots, logs or trigonometry,
+    /// integer powers only), so its result carries a relative rounding error only.
+    fn is_exact(&self) -> bool {
+        match self {
+            Expr::Num(_) | Expr::Var(_) | Expr::I => true,
+            Expr::Inf => false,
+            Expr::Add(a, b) | Expr::Sub(a, b) | Expr::Mul(a, b) | Expr::Div(a, b) => {
+                a.is_exact() && b.is_exact()
+            }
+            Expr::Pow(a, b) => {
+                let int = |e: &Expr| matches!(e, Expr::Num(n) if n.fract() == 0.0);
+                a.is_exact() && (int(b) || matches!(&**b, Expr::Neg(n) if int(n)))
+            }
+            Expr::Neg(a) => a.is_exact(),
+            Expr::F(name, a) => matches!(*name, "abs" | "fact") && a.is_exact(),
+        }
+    }
+
     fn has_vars(&self) -> bool {
         match self {
             Expr::Var(_) => true,
@@ -308,6 +337,7 @@ pub fn clean(s: &str) -> String {
             s = inner.to_string();
         }
     }
+    s = join_digit_groups(&s);
     // Row breaks `\\\\` survive the replacements below (`\\ ` is a space, `\\\\ ` is not).
     const ROW: &str = "\u{1}";
     s = s.replace("\\\\", ROW);
@@ -375,7 +405,84 @@ pub fn clean(s: &str) -> String {
     }
     let s = s.trim().trim_end_matches('.').trim();
     // Collapse runs of whitespace.
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let s = list_separators(&s.split_whitespace().collect::<Vec<_>>().join(" "));
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    drop_unit_words(&s).to_string()
+}
+
+/// Digit groups joined where a thousands separator is spelled with a LaTeX space: `32,\! 349`,
+/// `111, \! 111`, `1\,000` are `32349`, `111111`, `1000` (a digit, the separator, exactly three
+/// digits). A plain `,` is left alone: `32, 349` stays a list.
+fn join_digit_groups(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if i > 0 && b[i - 1].is_ascii_digit() {
+            let rest = &s[i..];
+            let sep = if let Some(r) = rest.trim_start().strip_prefix(',') {
+                r.trim_start().strip_prefix("\\!")
+            } else {
+                rest.strip_prefix("\\,")
+            };
+            if let Some(after) = sep.map(str::trim_start) {
+                let a = after.as_bytes();
+                if a.len() >= 3
+                    && a[..3].iter().all(u8::is_ascii_digit)
+                    && !a.get(3).is_some_and(u8::is_ascii_digit)
+                {
+                    i = s.len() - after.len();
+                    continue;
+                }
+            }
+        }
+        let c = s[i..].chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+/// The words "and" and "or" between list items become commas, and empty items go (`19, 46, and
+/// 82`, `6, 8\text{, and }10` and `2 or 3` are lists; `1, 2,` is `1, 2`).
+fn list_separators(s: &str) -> String {
+    let words: Vec<&str> = s.split(' ').collect();
+    let mut t = String::with_capacity(s.len());
+    for (k, w) in words.iter().enumerate() {
+        if k > 0 {
+            t.push(' ');
+        }
+        let inner = k > 0 && k + 1 < words.len();
+        t.push_str(if inner && matches!(*w, "and" | "or") { "," } else { w });
+    }
+    // Commas with only spaces between them are one comma.
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        if c == ',' && out.trim_end().ends_with(',') {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim().trim_matches(',').trim().to_string()
+}
+
+/// A number followed by plain lower-case words of three letters or more (`10 weeks`, `4 square
+/// feet`) is the number: the words are its unit.
+fn drop_unit_words(s: &str) -> &str {
+    let mut end = s.len();
+    while let Some(sp) = s[..end].rfind(' ') {
+        let w = &s[sp + 1..end];
+        if w.len() < 3 || !w.bytes().all(|c| c.is_ascii_lowercase()) {
+            break;
+        }
+        end = sp;
+    }
+    let head = s[..end].trim_end();
+    if end < s.len() && head.ends_with(|c: char| c.is_ascii_digit()) {
+        head
+    } else {
+        s
+    }
 }
 
 /// `\text{..}`-like wrappers: connective words become a comma (`6 \text{ and } 8` is the list
@@ -414,7 +521,7 @@ fn strip_text(s: &str) -> String {
         } else if key != "\\operatorname"
             && word.len() >= 2
             && word.chars().all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '.')
-            && !before.is_empty()
+            && before.ends_with(|c: char| c.is_alphanumeric() || matches!(c, '}' | ')' | ']' | '!'))
         {
             // A unit after a quantity: drop it and an exponent on it.
             for exp in ["^2", "^3", "^{2}", "^{3}"] {
@@ -921,6 +1028,19 @@ fn parse_expr(s: &str) -> R<Expr> {
 
 /// Splits `s` at top-level occurrences of `sep` (outside any brackets).
 fn split_top(s: &str, sep: &str) -> Vec<String> {
+    split_top_with(s, sep, true)
+}
+
+/// The items of a bracketed list (`(1,100)`, `[a, b]`, `\{1,2\}`): split at every top-level
+/// comma. Inside brackets a comma always separates; MATH writes a thousands separator there as
+/// `,\!` (joined by [`clean`]), so `(1,100)` is a pair and `1,100` alone is a number.
+fn split_items(inner: &str) -> Vec<String> {
+    split_top_with(inner, ",", false)
+}
+
+/// [`split_top`], with `thousands` telling whether a comma between a digit and exactly three
+/// digits is a thousands separator rather than a separator.
+fn split_top_with(s: &str, sep: &str, thousands: bool) -> Vec<String> {
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut start = 0;
@@ -939,7 +1059,7 @@ fn split_top(s: &str, sep: &str) -> Vec<String> {
             _ => {}
         }
         // A thousands separator (`32,349`) is not a list comma.
-        if sep == "," && c == b',' && thousands_comma(b, i) {
+        if thousands && sep == "," && c == b',' && thousands_comma(b, i) {
             i += 1;
             continue;
         }
@@ -987,7 +1107,22 @@ pub fn parse(answer: &str) -> Answer {
     if s.chars().count() > MAX_LEN {
         return Answer::Text(text_form(&s));
     }
-    parse_clean(&s, 0).unwrap_or_else(|| Answer::Text(text_form(&s)))
+    parse_clean(&s, 0).unwrap_or_else(|| Answer::Text(text_form(without_label(&s))))
+}
+
+/// `s` without a leading label (`x =`, `f(x) =`, `x \in`), for answers compared as text:
+/// `y = \text{odd}` is `odd`.
+fn without_label(s: &str) -> &str {
+    if let Some(at) = find_command(s, "\\in") {
+        if is_label(&s[..at]) {
+            return s[at + 3..].trim();
+        }
+    }
+    let eqs = split_top(s, "=");
+    if eqs.len() == 2 && is_label(&eqs[0]) {
+        return s[eqs[0].len() + 1..].trim();
+    }
+    s
 }
 
 fn parse_clean(s: &str, depth: usize) -> R<Answer> {
@@ -1012,13 +1147,30 @@ fn parse_clean(s: &str, depth: usize) -> R<Answer> {
     if let Some(m) = matrix(s) {
         return Some(m);
     }
-    // Unions of intervals.
+    // Unions of intervals and of sets of points (`\{-1\} \cup [0,7)`).
     let union = split_top(s, "\\cup");
     if union.len() > 1 {
-        let parts: R<Vec<Interval>> = union.iter().map(|p| interval(p.trim())).collect();
-        return parts.map(Answer::Intervals);
+        let mut parts = Vec::new();
+        for p in &union {
+            match p.trim().strip_prefix("\\{").and_then(|r| r.strip_suffix("\\}")) {
+                Some(points) => {
+                    for x in split_items(points) {
+                        let x = parse_expr(&x)?;
+                        parts.push(Interval { lo: x.clone(), hi: x, lo_closed: true, hi_closed: true });
+                    }
+                }
+                None => parts.push(interval(p.trim())?),
+            }
+        }
+        return Some(Answer::Intervals(parts));
     }
-    // Lists: `a, b`, `a; b`, `a \text{ and } b` (already a comma).
+    // Lists: `a; b` (MATH's points "separated by semicolons"), `a, b`, `a \text{ and } b`
+    // (already a comma).
+    let semicolons = split_top(s, ";");
+    if semicolons.len() > 1 {
+        let items: R<Vec<Answer>> = semicolons.iter().map(|p| parse_clean(p, depth + 1)).collect();
+        return items.map(Answer::Set);
+    }
     let commas = split_top(s, ",");
     if commas.len() > 1 && !wrapped(s) {
         let items: R<Vec<Answer>> = commas.iter().map(|p| parse_clean(p, depth + 1)).collect();
@@ -1026,13 +1178,13 @@ fn parse_clean(s: &str, depth: usize) -> R<Answer> {
     }
     // `\{ ... \}`: a set.
     if let Some(inner) = s.strip_prefix("\\{").and_then(|r| r.strip_suffix("\\}")) {
-        let items: R<Vec<Answer>> = split_top(inner, ",").iter().map(|p| parse_clean(p, depth + 1)).collect();
+        let items: R<Vec<Answer>> = split_items(inner).iter().map(|p| parse_clean(p, depth + 1)).collect();
         return items.map(Answer::Set);
     }
     // Brackets around a comma list: an interval or a tuple.
     if wrapped(s) {
         let inner = &s[1..s.len() - 1];
-        let items = split_top(inner, ",");
+        let items = split_items(inner);
         let (open, close) = (s.as_bytes()[0], s.as_bytes()[s.len() - 1]);
         // `[a, b]`, `(a, b]`, `[a, b)` and anything reaching infinity are intervals; `(a, b)`
         // is a pair (equal to the open interval, see `equal`).
@@ -1122,7 +1274,7 @@ fn interval(s: &str) -> R<Interval> {
     if b.len() < 5 || !wrapped(s) {
         return None;
     }
-    let items = split_top(&s[1..s.len() - 1], ",");
+    let items = split_items(&s[1..s.len() - 1]);
     if items.len() != 2 {
         return None;
     }
@@ -1223,7 +1375,7 @@ fn based(s: &str) -> R<Answer> {
     let base = base.trim_matches(|c| c == '{' || c == '}');
     let base: u32 = base.parse().ok()?;
     let digits = digits.trim();
-    if !(2..=36).contains(&base) || digits.is_empty() || u64::from_str_radix(digits, base).is_err() {
+    if !(2..=36).contains(&base) || based_value(digits, base).is_none() {
         return None;
     }
     Some(Answer::Based(digits.to_ascii_uppercase(), base))
@@ -1250,6 +1402,16 @@ fn at_point(vars: &[String], k: usize) -> impl Fn(&str) -> Option<C> + '_ {
     }
 }
 
+/// Values `x` of `a` and `y` of `b` equal up to `tol`: relative only when both are rational
+/// arithmetic (so `\frac{1}{2^{98}}` is not 0), else relative with an absolute floor of `tol`
+/// for the rounding of roots and trigonometry (`\sin \pi` is 0).
+fn close(a: &Expr, b: &Expr, x: C, y: C, tol: f64) -> bool {
+    if a.is_exact() && b.is_exact() {
+        return x.finite() && y.finite() && x.sub(y).abs() <= tol * x.abs().max(y.abs());
+    }
+    near(x, y, tol)
+}
+
 /// Expressions equal as numbers (no variables, relative 1e-9) or at every sample point.
 pub fn expr_equal(a: &Expr, b: &Expr) -> bool {
     if let (Some(x), Some(y)) = (a.infinity(), b.infinity()) {
@@ -1260,7 +1422,12 @@ pub fn expr_equal(a: &Expr, b: &Expr) -> bool {
     }
     if !a.has_vars() && !b.has_vars() {
         let none = |_: &str| None;
-        return near(a.eval(&none), b.eval(&none), 1e-9);
+        let (x, y) = (a.eval(&none), b.eval(&none));
+        if !x.finite() && !y.finite() {
+            // Beyond f64 (`2^{4950}`, `\frac{1}{2004!}`): the same expression only.
+            return a == b;
+        }
+        return close(a, b, x, y, 1e-9);
     }
     let mut vars = Vec::new();
     a.vars(&mut vars);
@@ -1272,7 +1439,7 @@ pub fn expr_equal(a: &Expr, b: &Expr) -> bool {
         if !x.finite() && !y.finite() {
             continue;
         }
-        if !near(x, y, 1e-8) {
+        if !close(a, b, x, y, 1e-8) {
             return false;
         }
         agreed += 1;
@@ -1321,7 +1488,8 @@ fn interval_equal(a: &Interval, b: &Interval) -> bool {
         && expr_equal(&a.hi, &b.hi)
 }
 
-/// Whether two parsed answers are equivalent.
+/// Whether the parsed predicted answer `a` is equivalent to the parsed gold `b`. Symmetric,
+/// except for a number in another base against a plain number (see the `Based` arms).
 pub fn equal(a: &Answer, b: &Answer) -> bool {
     use Answer::*;
     match (a, b) {
@@ -1369,21 +1537,50 @@ pub fn equal(a: &Answer, b: &Answer) -> bool {
             (d1 == d2 && b1 == b2)
                 || matches!((based_value(d1, *b1), based_value(d2, *b2)), (Some(x), Some(y)) if x == y)
         }
-        (Based(d, base), Expr(e)) | (Expr(e), Based(d, base)) => {
-            // `4210_7` against its value written in base 10 is not what MATH asks; only the
-            // same digits with the subscript dropped count (`4210_7` vs `4210`).
-            let _ = base;
-            matches!(e, self::Expr::Num(v) if d.chars().all(|c| c.is_ascii_digit()) && d.parse::<f64>().ok() == Some(*v))
+        // A gold in base b (`4210_7`): its value written in base 10 is not what MATH asks; only
+        // the same digits with the subscript dropped count (`4210`).
+        (Expr(e), Based(d, _)) => {
+            let none = |_: &str| None;
+            d.chars().all(|c| c.is_ascii_digit() || c == '-' || c == '.')
+                && !e.has_vars()
+                && d.parse::<f64>().is_ok_and(|v| near(e.eval(&none), C::r(v), 1e-12))
+        }
+        // A prediction in base b against a plain gold: its value (`10000_2` is 16, not
+        // `10{,}000`; `12_{10}` is 12).
+        (Based(d, base), Expr(e)) => {
+            let none = |_: &str| None;
+            !e.has_vars() && based_value(d, *base).is_some_and(|v| near(e.eval(&none), C::r(v), 1e-12))
         }
         // One-element collections stand for their element.
-        (Set(x), y) | (y, Set(x)) if x.len() == 1 => equal(&x[0], y),
+        (Set(x), y) if x.len() == 1 => equal(&x[0], y),
+        (y, Set(x)) if x.len() == 1 => equal(y, &x[0]),
         (Text(x), Text(y)) => x.eq_ignore_ascii_case(y),
         _ => false,
     }
 }
 
-fn based_value(digits: &str, base: u32) -> Option<u64> {
-    u64::from_str_radix(digits, base).ok()
+/// The value of digits in `base`, with an optional minus sign and radix point (`-37_8`,
+/// `0.0011_2`).
+fn based_value(digits: &str, base: u32) -> Option<f64> {
+    let (neg, body) = match digits.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, digits),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() || int.len() > 40 || frac.len() > 40 {
+        return None;
+    }
+    let b = f64::from(base);
+    let mut v = 0.0;
+    for c in int.chars() {
+        v = v * b + f64::from(c.to_digit(base)?);
+    }
+    let mut scale = 1.0 / b;
+    for c in frac.chars() {
+        v += f64::from(c.to_digit(base)?) * scale;
+        scale /= b;
+    }
+    Some(if neg { -v } else { v })
 }
 
 fn multiset_equal(x: &[Answer], y: &[Answer]) -> bool {
@@ -1409,12 +1606,52 @@ pub fn answers_equivalent(predicted: &str, gold: &str) -> bool {
     if p == g {
         return true;
     }
-    // Words (`\text{Monday}`): case-insensitive.
+    // Words (`\text{Monday}`, `y = \text{odd}`): case-insensitive.
     let wordy = |x: &str| {
         x.chars().all(|c| c.is_alphabetic() || c == ' ') && x.split(' ').all(|w| w.chars().count() >= 3)
     };
-    if wordy(&p) && wordy(&g) {
-        return p.eq_ignore_ascii_case(&g);
+    let (pw, gw) = (without_label(&p), without_label(&g));
+    if wordy(pw) && wordy(gw) {
+        return pw.eq_ignore_ascii_case(gw);
     }
-    equal(&parse(predicted), &parse(gold))
+    let (pa, ga) = (parse(predicted), parse(gold));
+    equal(&pa, &ga)
+        || digit_groups_as_list(&p).is_some_and(|xs| same_list(&xs, &ga))
+        || digit_groups_as_list(&g).is_some_and(|xs| same_list(&xs, &pa))
+}
+
+/// The second reading of a bare `70,110`: MATH writes both thousands (`31,250`, 7 golds) and
+/// short lists (`70,110`, "enter all the solutions, separated by commas", 1 gold) this way. It
+/// is parsed as the number; as a list it equals only the same numbers in the same order
+/// (`70, 110`), so `250, 31` is not `31,250`, and a group with a leading zero (`1,000`) is
+/// never a list item.
+fn digit_groups_as_list(clean: &str) -> Option<Vec<f64>> {
+    let body = clean.strip_prefix('-').unwrap_or(clean);
+    let groups: Vec<&str> = body.split(',').collect();
+    let first_ok = (1..=3).contains(&groups[0].len());
+    let rest_ok = groups[1..].iter().all(|g| g.len() == 3 && !g.starts_with('0'));
+    if groups.len() < 2
+        || !first_ok
+        || !rest_ok
+        || !groups.iter().all(|g| g.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    let mut xs: Vec<f64> = groups.iter().map(|g| g.parse().ok()).collect::<Option<_>>()?;
+    if clean.starts_with('-') {
+        xs[0] = -xs[0];
+    }
+    Some(xs)
+}
+
+/// Whether `a` is a bare list (not a tuple) of exactly the numbers `xs`, in that order.
+fn same_list(xs: &[f64], a: &Answer) -> bool {
+    let Answer::Set(items) = a else {
+        return false;
+    };
+    let none = |_: &str| None;
+    items.len() == xs.len()
+        && items.iter().zip(xs).all(|(item, x)| {
+            matches!(item, Answer::Expr(e) if !e.has_vars() && near(e.eval(&none), C::r(*x), 1e-12))
+        })
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::answer::{boxed_list, final_answer_phrase, last_boxed};
+use super::answer::{boxed_run, final_answer_phrase, last_boxed};
 use super::Problem;
 use crate::error::{Error, Result};
 
@@ -111,10 +111,29 @@ pub fn paragraph_steps(solution: &str) -> Vec<String> {
     steps
 }
 
-/// The predicted answer of a completion: a final-answer phrase (unwrapping `\boxed{}`), else
-/// the last `\boxed{}`.
+/// The predicted answer of a completion: its boxed answer, else the text of a final-answer
+/// phrase.
+///
+/// The boxed answer is the last `\boxed{}` together with the boxes just before it that only
+/// separators divide from it ([`boxed_run`]: `\boxed{-2}` and `\boxed{1}`), read as one
+/// list answer "-2, 1", so that a model boxing two candidates is graded on both and a hedge is
+/// never correct against a single-valued gold. One exception: when every box of the run is
+/// equivalent to the last one (`\boxed{x+11}` or `\boxed{11+x}`, `\boxed{\frac{25}{13}} =
+/// \boxed{1\frac{12}{13}}`), the run states one answer in several spellings and the answer is
+/// the last box. The gold answer is the last box (as in MATH's own code and the `answer` of
+/// PRM800K), so the few reference solutions that box every solution of a "find all" problem
+/// but whose last box holds only one of them do not grade correct against their own gold (see
+/// `tests/graders_real.rs`).
 pub fn extract(completion: &str) -> Option<String> {
-    boxed_list(completion).or_else(|| final_answer_phrase(completion))
+    let Some(mut items) = boxed_run(completion) else {
+        return final_answer_phrase(completion);
+    };
+    let last = items.pop()?;
+    if items.iter().all(|b| answers_match(b, &last)) {
+        return Some(last);
+    }
+    items.push(last);
+    Some(items.join(", "))
 }
 
 /// Whether two LaTeX answers are equivalent ([`super::latex`]: numbers, expressions,
