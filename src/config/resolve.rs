@@ -323,6 +323,9 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
     c.at_least("train.batch_size", tr.batch_size, 1)?;
     c.non_negative("train.weight_decay", tr.weight_decay)?;
     c.non_negative("train.grad_clip", tr.grad_clip)?;
+    if !(0.0..=1.0).contains(&tr.min_lr_frac) {
+        return Err(c.fail("train.min_lr_frac", tr.min_lr_frac, "a number in [0, 1]"));
+    }
     if tr.mode == TrainMode::Lora {
         c.at_least("train.lora_rank", tr.lora_rank, 1)?;
         c.positive("train.lora_alpha", tr.lora_alpha)?;
@@ -348,6 +351,8 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
     c.at_least("ours.iterations", e.ours.iterations, 1)?;
     c.at_least("ours.problems_per_iteration", e.ours.problems_per_iteration, 1)?;
     c.non_negative("ours.beta", e.ours.beta)?;
+    c.non_negative("ours.lr", e.ours.lr)?;
+    c.non_negative("rft.lr", e.rft.lr)?;
     c.at_least("rft.problems", e.rft.problems, 1)?;
     c.at_least("rft.samples_per_problem", e.rft.samples_per_problem, 1)?;
     c.non_negative("rft.temperature", e.rft.temperature)?;

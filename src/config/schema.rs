@@ -243,6 +243,8 @@ pub struct Train {
     pub warmup_steps: usize,
     /// Global gradient-norm clip (0 = off).
     pub grad_clip: f64,
+    /// The cosine schedule's floor, as a fraction of the peak learning rate.
+    pub min_lr_frac: f64,
     /// Full fine-tuning or LoRA.
     pub mode: TrainMode,
     /// LoRA rank.
@@ -263,6 +265,8 @@ pub struct Ours {
     pub problems_per_iteration: usize,
     /// KL weight of eq. (2).
     pub beta: f64,
+    /// Learning rate of eq. (2) training (0 = `train.lr`).
+    pub lr: f64,
 }
 
 /// `[zero_shot_cot]`: no settings.
@@ -283,6 +287,8 @@ pub struct Rft {
     /// "ours": also a compute-matched RFT row whose sampling budget is the tokens of ours'
     /// first MCTS iteration; "" = none.
     pub match_tokens: String,
+    /// Learning rate of RFT's fine-tuning (0 = `train.lr`).
+    pub lr: f64,
 }
 
 /// `[step_dpo]`.

@@ -435,20 +435,31 @@ where
     Ok((key, summary))
 }
 
-/// Training settings from `[train]` for a stage (`purpose` names its data-order stream).
-pub fn train_settings<AB: AutodiffBackend>(ctx: &Ctx<AB>, purpose: &str) -> Settings
+/// A method's learning rate: its own key (`ours.lr`, `rft.lr`, `step_dpo.lr`) when set, else
+/// `train.lr`.
+pub fn method_lr(cfg: &crate::config::Resolved, own: f64) -> f64 {
+    if own > 0.0 {
+        own
+    } else {
+        cfg.exp.train.lr
+    }
+}
+
+/// Training settings from `[train]` for a stage (`purpose` names its data-order stream) at
+/// learning rate `lr` ([`method_lr`]).
+pub fn train_settings<AB: AutodiffBackend>(ctx: &Ctx<AB>, purpose: &str, lr: f64) -> Settings
 where
     AB::InnerBackend: InferBackend,
 {
     let t = &ctx.cfg.exp.train;
     Settings {
-        lr: t.lr,
+        lr,
         epochs: t.epochs,
         batch_size: t.batch_size,
         weight_decay: t.weight_decay,
         warmup_steps: t.warmup_steps,
         grad_clip: t.grad_clip,
-        min_lr_frac: 0.1,
+        min_lr_frac: t.min_lr_frac,
         seed: ctx.cfg.train_seed,
         purpose: purpose.to_string(),
         max_steps: None,

@@ -231,7 +231,16 @@ where
     let e = &ctx.cfg.exp;
     let key = Key::new(
         "train-ours",
-        &(&prev.id, &mcts.hash, e.mcts.alpha, e.ours.beta, &e.train, ctx.cfg.train_seed, iteration),
+        &(
+            &prev.id,
+            &mcts.hash,
+            e.mcts.alpha,
+            e.ours.beta,
+            &e.train,
+            super::method_lr(&ctx.cfg, e.ours.lr),
+            ctx.cfg.train_seed,
+            iteration,
+        ),
     );
     ctx.job_out(&key, &format!("train ours iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
@@ -274,7 +283,7 @@ where
             }
             let purpose = format!("ours-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
-            let settings = train_settings(ctx, &purpose);
+            let settings = train_settings(ctx, &purpose, super::method_lr(&ctx.cfg, ctx.cfg.exp.ours.lr));
             let objective = Objective::WeightedKl {
                 examples: &examples,
                 reference: &reference,

@@ -56,6 +56,7 @@ where
     let inputs = (
         &base.id,
         &RftKey::of(&e.rft),
+        super::method_lr(&ctx.cfg, e.rft.lr),
         &ids,
         e.eval.max_tokens,
         &e.train,
@@ -216,7 +217,7 @@ where
             return Ok(s);
         }
         let model = prepare_for_training(ctx, model, "rft-train");
-        let settings = train_settings(ctx, "rft-train");
+        let settings = train_settings(ctx, "rft-train", super::method_lr(&ctx.cfg, ctx.cfg.exp.rft.lr));
         let objective = Objective::Nll(&examples);
         let (ckpt, rep) = fit_and_save(ctx, model, &tok, &objective, &settings, dir, "train rft")?;
         let mut s = ModelSummary::trained(&key, ckpt, examples.len(), &rep, t0, data_tokens);

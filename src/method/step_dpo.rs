@@ -35,7 +35,15 @@ where
     let e = &ctx.cfg.exp;
     let key = Key::new(
         "train-dpo",
-        &(&prev.id, &mcts.hash, e.step_dpo.beta, e.step_dpo.lr, &e.train, ctx.cfg.train_seed, iteration),
+        &(
+            &prev.id,
+            &mcts.hash,
+            e.step_dpo.beta,
+            super::method_lr(&ctx.cfg, e.step_dpo.lr),
+            &e.train,
+            ctx.cfg.train_seed,
+            iteration,
+        ),
     );
     ctx.job_out(&key, &format!("train step-DPO iter {iteration}"))?;
     let s: ModelSummary = ctx.stage(
@@ -79,10 +87,7 @@ where
             }
             let purpose = format!("dpo-train-{iteration}");
             let model = prepare_for_training(ctx, model, &purpose);
-            let mut settings = train_settings(ctx, &purpose);
-            if ctx.cfg.exp.step_dpo.lr > 0.0 {
-                settings.lr = ctx.cfg.exp.step_dpo.lr;
-            }
+            let settings = train_settings(ctx, &purpose, super::method_lr(&ctx.cfg, ctx.cfg.exp.step_dpo.lr));
             let objective =
                 Objective::Dpo { pairs: &pairs, reference: &reference, beta: ctx.cfg.exp.step_dpo.beta };
             let label = format!("train DPO {iteration}");

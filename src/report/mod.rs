@@ -3,6 +3,7 @@
 //! `table.md`, `table.csv` and `plot.svg` (one plot per run of a sweep).
 
 pub mod breakdown;
+pub mod compare;
 pub mod paper;
 pub mod plot;
 
@@ -13,7 +14,6 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::stats::{paired, Paired};
 use crate::eval::EvalSummary;
 use crate::eval::Outcome;
 use crate::util::read_jsonl;
@@ -157,32 +157,14 @@ fn load_stage(cache: &Path, stage: &str) -> Result<Measured> {
     Ok(Measured { eval, per_problem, outcomes })
 }
 
-/// Paired comparison of two measurements over problems (accuracy averaged over runs).
-pub fn compare(a: &Measured, b: &Measured) -> Paired {
-    compare_seeds(&[a], &[b])
-}
-
-/// Paired comparison pooled over training seeds: the units are (seed, problem) pairs, `a[s]`
-/// and `b[s]` measured under the same seed.
-pub fn compare_seeds(a: &[&Measured], b: &[&Measured]) -> Paired {
-    let (mut xa, mut xb) = (Vec::new(), Vec::new());
-    for (ma, mb) in a.iter().zip(b) {
-        for (k, va) in &ma.per_problem {
-            if let Some(vb) = mb.per_problem.get(k) {
-                xa.push(*va);
-                xb.push(*vb);
-            }
-        }
-    }
-    paired(&xa, &xb)
-}
-
-/// Seed-level comparison: the per-seed mean accuracies, paired by seed (t-test with
-/// seeds - 1 degrees of freedom).
-pub fn compare_seed_means(a: &[&Measured], b: &[&Measured]) -> Paired {
-    let xa: Vec<f64> = a.iter().map(|m| m.eval.mean).collect();
-    let xb: Vec<f64> = b.iter().map(|m| m.eval.mean).collect();
-    paired(&xa, &xb)
+/// A value of a comparison's headline test (over seeds when there are several, else pooled =
+/// over problems), for the row's last CSV line only.
+fn headline(
+    cmp: &Option<compare::Comparison>,
+    last: bool,
+    f: impl Fn(&crate::eval::stats::Paired) -> String,
+) -> String {
+    cmp.filter(|_| last).map(|c| f(&c.over_seeds.unwrap_or(c.pooled))).unwrap_or_default()
 }
 
 fn cell(mean: f64, se: f64) -> String {
@@ -229,12 +211,14 @@ fn over_seeds(ms: &[Measured]) -> (f64, f64, f64) {
 /// mean ± SE over seeds, with the evaluation-sampling SE in brackets.
 fn multi_cell(ms: &[Measured], runs: usize) -> String {
     // A stage every seed shares (zero-shot CoT) is one measurement, not several.
-    let shared = ms.len() > 1 && ms.iter().all(|m| m.eval == ms[0].eval);
+    // Its SE is over evaluation runs only: marked, as the other cells' is over seeds.
+    let shared = is_shared(ms);
+    let mark = if shared { " †" } else { "" };
     let ms = if shared { &ms[..1] } else { ms };
     match ms {
         [] => "/".into(),
-        [m] if runs < 2 => format!("{:.2} (no SE: eval.runs = 1)", 100.0 * m.eval.mean),
-        [m] => cell(m.eval.mean, m.eval.se),
+        [m] if runs < 2 => format!("{:.2} (no SE: eval.runs = 1){mark}", 100.0 * m.eval.mean),
+        [m] => format!("{}{mark}", cell(m.eval.mean, m.eval.se)),
         _ => {
             let (mean, s, r) = over_seeds(ms);
             if runs < 2 {
@@ -244,6 +228,11 @@ fn multi_cell(ms: &[Measured], runs: usize) -> String {
             }
         }
     }
+}
+
+/// Whether the measurements of several seeds are one stage they all share (the base model).
+fn is_shared(ms: &[Measured]) -> bool {
+    ms.len() > 1 && ms.iter().all(|m| m.eval == ms[0].eval)
 }
 
 fn best<'m>(rows: &'m [Multi], method: &str, on_val: bool) -> Option<&'m Multi> {
@@ -330,6 +319,10 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         "diff_vs_zero_shot",
         "diff_se",
         "p_value",
+        "p_value_pooled",
+        "bootstrap_low",
+        "bootstrap_high",
+        "bootstrap_p",
         "data_tokens",
         "data_tokens_iteration",
         "eval_tokens",
@@ -450,7 +443,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 });
                 let cmp = base
                     .filter(|b| b.len() == ms.len())
-                    .map(|b| compare_seeds(&ms.iter().collect::<Vec<_>>(), &b.iter().collect::<Vec<_>>()));
+                    .map(|b| compare::compare(&ms.iter().collect::<Vec<_>>(), &b.iter().collect::<Vec<_>>()));
                 let mut lines: Vec<(String, f64, f64, usize, u64)> = ms
                     .iter()
                     .zip(entries)
@@ -477,9 +470,16 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                         runs.to_string(),
                         p.filter(|_| split == "test").map(|x| format!("{:.2}", x[0])).unwrap_or_default(),
                         p.filter(|_| split == "test").map(|x| format!("{:.2}", x[1])).unwrap_or_default(),
-                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.diff)).unwrap_or_default(),
-                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.se)).unwrap_or_default(),
-                        cmp.filter(|_| last).map(|c| format!("{:.3e}", c.p_value)).unwrap_or_default(),
+                        // The headline test: over seeds with several, over problems with one.
+                        headline(&cmp, last, |t| format!("{:.6}", t.diff)),
+                        headline(&cmp, last, |t| format!("{:.6}", t.se)),
+                        headline(&cmp, last, |t| format!("{:.3e}", t.p_value)),
+                        cmp.filter(|_| last).map(|c| format!("{:.3e}", c.pooled.p_value)).unwrap_or_default(),
+                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.bootstrap.ci.0)).unwrap_or_default(),
+                        cmp.filter(|_| last).map(|c| format!("{:.6}", c.bootstrap.ci.1)).unwrap_or_default(),
+                        cmp.filter(|_| last)
+                            .map(|c| format!("{:.3e}", c.bootstrap.p_value))
+                            .unwrap_or_default(),
                         format!("{:.0}", r.data_tokens),
                         format!("{:.0}", r.own_data_tokens),
                         tokens.to_string(),
@@ -488,6 +488,13 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 }
             }
         }
+        if rows.iter().any(|r| is_shared(&r.test) || is_shared(&r.val)) {
+            let _ = writeln!(
+                md,
+                "\n† One model every training seed shares (the base model is not trained): its SE is over \
+                 the evaluation runs only."
+            );
+        }
         // Paired comparisons of ours at its best iteration, chosen on validation when there
         // is a validation split (choosing on the test set would flatter it).
         let on_val = has_val;
@@ -495,10 +502,15 @@ pub fn write_tables(dir: &Path) -> Result<String> {
             let chosen = if on_val { "chosen on validation" } else { "chosen on the test set" };
             let _ = writeln!(
                 md,
-                "\nPaired comparisons on the test set of {} (ours at its best iteration, {chosen}), per test \
-                problem (accuracy averaged over the runs; two-sided paired t-test{}):\n",
+                "\nPaired comparisons on the test set of {} (ours at its best iteration, {chosen}); a \
+                problem's accuracy is averaged over the evaluation runs; two-sided tests{}:\n",
                 name(&b.r.method, b.r.iteration),
-                if n_seeds > 1 { " over (seed, problem) pairs, and over the seeds' means" } else { "" }
+                if n_seeds > 1 {
+                    ". The headline is over training seeds (each seed one unit); the bootstrap resamples seeds, \
+                     then problems; the pooled test is shown for reference only"
+                } else {
+                    ""
+                }
             );
             let others = ["zero_shot_cot", "rft", "rft_matched", "step_dpo"];
             for m in others {
@@ -508,27 +520,8 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 }
                 let (xa, xb): (Vec<&Measured>, Vec<&Measured>) =
                     (b.test.iter().collect(), o.test.iter().collect());
-                let c = compare_seeds(&xa, &xb);
-                let mut line = format!(
-                    "- minus {}: {:+.2} ± {:.2} points, p = {:.2e} (n = {})",
-                    name(&o.r.method, o.r.iteration),
-                    100.0 * c.diff,
-                    100.0 * c.se,
-                    c.p_value,
-                    c.n
-                );
-                if n_seeds > 1 {
-                    let s = compare_seed_means(&xa, &xb);
-                    let _ = write!(
-                        line,
-                        "; over seeds {:+.2} ± {:.2}, p = {:.2} (n = {})",
-                        100.0 * s.diff,
-                        100.0 * s.se,
-                        s.p_value,
-                        s.n
-                    );
-                }
-                let _ = writeln!(md, "{line}");
+                let c = compare::compare(&xa, &xb);
+                let _ = writeln!(md, "{}", compare::bullet(&name(&o.r.method, o.r.iteration), &c));
             }
             let agg = |ms: &[Measured]| {
                 (!ms.is_empty())
