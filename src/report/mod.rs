@@ -329,6 +329,9 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     ])
     .map_err(csv_err)?;
     let mut sweep_summary = Vec::new();
+    // Per sweep point, each trained method's best validation accuracy (over its iterations):
+    // the same choice for every method.
+    let mut tuning: Vec<(String, Vec<(&str, String, f64, f64)>)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut by_field = String::new();
     for (label, entries) in &groups {
@@ -495,6 +498,17 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                  the evaluation runs only."
             );
         }
+        if has_val {
+            let mut best_of = Vec::new();
+            for m in ["rft", "rft_matched", "step_dpo", "ours"] {
+                if let Some(b) = best(&rows, m, true).filter(|b| !b.val.is_empty()) {
+                    let (mean, s, r) = over_seeds(&b.val);
+                    let se = if b.val.len() > 1 { s } else { r };
+                    best_of.push((m, name(&b.r.method, b.r.iteration), mean, se));
+                }
+            }
+            tuning.push((label.clone(), best_of));
+        }
         // Paired comparisons of ours at its best iteration, chosen on validation when there
         // is a validation split (choosing on the test set would flatter it).
         let on_val = has_val;
@@ -595,6 +609,30 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         let c = |x: &Option<(f64, f64)>| x.map(|(a, b)| cell(a, b)).unwrap_or_else(|| "/".into());
         for (label, name, t, v, z) in &sweep_summary {
             let _ = writeln!(md, "| `{label}` | {name} | {} | {} | {} |", c(t), c(v), c(z));
+        }
+        if !tuning.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Tuning on validation\n\nEach trained method's best validation accuracy over its iterations, \
+                 per run of the sweep; the run chosen for a method is the one where it is highest (the same \
+                 rule for every method).\n\n| Run | method at its best iteration | validation |\n|---|---|---|"
+            );
+            for (label, best_of) in &tuning {
+                for (_, n, mean, se) in best_of {
+                    let _ = writeln!(md, "| `{label}` | {n} | {} |", cell(*mean, *se));
+                }
+            }
+            let _ = writeln!(md, "\nChosen on validation:\n");
+            for m in ["rft", "rft_matched", "step_dpo", "ours"] {
+                let pick = tuning
+                    .iter()
+                    .filter_map(|(label, b)| b.iter().find(|x| x.0 == m).map(|x| (label, x)))
+                    .reduce(|a, b| if b.1 .2 > a.1 .2 { b } else { a });
+                if let Some((label, (_, n, mean, se))) = pick {
+                    let _ = writeln!(md, "- {}: `{label}` ({n}, {})", display(m, None), cell(*mean, *se));
+                }
+            }
+            let _ = writeln!(md);
         }
     }
     if !by_field.is_empty() {
