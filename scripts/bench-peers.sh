@@ -33,7 +33,8 @@ python3 -c "import torch, transformers" 2>/dev/null || python3 -m pip install --
 llama_bench() {
   local dir=target/peers/llama.cpp bin=target/peers/llama.cpp/build/bin/llama-batched-bench
   if [ ! -x "$bin" ]; then
-    command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
+    # Everything but the path goes to stderr: this function's stdout is the binary's path.
+    command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; } >&2
     local tmp
     tmp=$(mktemp -d)
     python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
