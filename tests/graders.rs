@@ -101,6 +101,13 @@ const MATH_NUMBERS: &[Case] = &[
     ("10 weeks", "10", true),
     ("10 square feet", "10", true),
     ("10 weeks", "100", false),
+    // Words that scale or transform a number are not units.
+    ("4 hundred", "4", false),
+    ("2 million", "2", false),
+    ("7 squared", "7", false),
+    ("3 factorial", "3", false),
+    ("5 dozen", "5", false),
+    ("50 percent", "50", true),
     ("10 x", "10", false),
     // Tiny is not zero: rational arithmetic is compared relatively (MATH has `\\frac{1}{2^{98}}`).
     ("\\frac{1}{2^{98}}", "0", false),

@@ -81,9 +81,11 @@ fn mcts_rft_and_eval_give_the_same_verdicts() {
         (TaskKind::Gsm8k, "She has 3 + 4 = 7 apples left.", "7", true),
         (TaskKind::Gsm8k, "She has 3 + 4 = 7 apples left.", "3", false),
         (TaskKind::Gsm8k, "#### 72", "72", true),
-        // The answer, then more text: the last final answer counts everywhere.
-        (TaskKind::Arith, "The final answer is 5.\n\nNo wait. The final answer is 6.", "6", true),
-        (TaskKind::Arith, "The final answer is 5.\n\nNo wait. The final answer is 6.", "5", false),
+        // The answer, then more text: the first final step ends the solution everywhere (an
+        // expanded final step ends a path of the tree; evaluation does not read on either).
+        (TaskKind::Arith, "The final answer is 5.\n\nNo wait. The final answer is 6.", "5", true),
+        (TaskKind::Arith, "The final answer is 5.\n\nNo wait. The final answer is 6.", "6", false),
+        (TaskKind::Math, "So $\\boxed{1}$.\n\nOr rather $\\boxed{2}$.", "1", true),
         (TaskKind::Math, "So $x = \\boxed{\\frac12}$.", "0.5", true),
         (TaskKind::Math, long_correct, "2", true),
         (TaskKind::Math, "So $x = \\boxed{\\frac13}$.", "0.5", false),
@@ -93,7 +95,7 @@ fn mcts_rft_and_eval_give_the_same_verdicts() {
         let completion = format!("Let us start.\n\n{rest}");
         let p = problem(gold);
         let eval = mcts_ps::eval::outcome(kind, 0, &p, completion.clone(), 0).correct;
-        let rft = mcts_ps::method::rft::kept(kind, &completion, gold);
+        let rft = mcts_ps::method::rft::kept(kind, &completion, gold, false);
         let mcts = mcts_reward(kind, rest, gold) == 1.0;
         assert_eq!((mcts, rft, eval), (want, want, want), "{kind:?} gold {gold:?}: {rest:?}");
     }
@@ -102,8 +104,8 @@ fn mcts_rft_and_eval_give_the_same_verdicts() {
 #[test]
 fn a_leaf_at_the_depth_limit_is_simulated_to_its_answer() {
     // max_steps = 1: the root's children are leaves. Child A's simulation answers correctly
-    // after two more steps; child B's wrongly. Rollouts 3 and 4 select the leaves again and
-    // reuse their rewards (no more sampling).
+    // after two more steps; child B's wrongly. Rollouts 3 and 4 select A again and simulate
+    // from it again each time (a leaf's value is an average, not its first draw).
     let c = cfg(4, 2, 1);
     let search = Search { cfg: &c, kind: TaskKind::Arith, seed: 0, iteration: 0 };
     let mut policy = Script(
@@ -112,24 +114,29 @@ fn a_leaf_at_the_depth_limit_is_simulated_to_its_answer() {
             ("1 + 1 = 2\n\n2 + 0 = 2\n\nThe final answer is 2.", false),
             ("B\n\n", false),
             ("The final answer is 3.", false),
+            ("The final answer is 5.", false),
+            ("The final answer is 2.", false),
         ]
         .into_iter()
         .collect(),
     );
     let mut out = Vec::new();
     search.run(&mut policy, &[problem("2")], &HashSet::new(), |r| Ok(out.push(r))).unwrap();
+    assert!(policy.0.is_empty(), "every re-simulation drew its own sample");
     let root = &out[0].trees[0].root;
     let (a, b) = (&root.children[0], &root.children[1]);
-    assert!(a.leaf && !a.is_final && a.final_reward == Some(1.0), "{a:?}");
-    // Rollout 3, root N = 2: UCB A = 1 + 1.4 sqrt(ln 2 / 1) = 2.166, B = 0 + 1.166: A.
-    // Rollout 4, N = 3: A = 1 + 1.4 sqrt(ln 3 / 2) = 2.038, B = 1.4 sqrt(ln 3) = 1.467: A.
-    assert_eq!((a.n, a.q, b.n, b.q), (3, 3.0, 1, 0.0), "{root:?}");
+    assert!(a.leaf && !a.is_final && a.final_reward.is_none(), "{a:?}");
+    // Rollout 3, root N = 2: UCB A = 1 + 1.4 sqrt(ln 2 / 1) = 2.166, B = 0 + 1.166: A, which
+    // simulates "5" (wrong). Rollout 4, N = 3: A = 1/2 + 1.4 sqrt(ln 3 / 2) = 1.538,
+    // B = 1.4 sqrt(ln 3) = 1.467: A again, "2" (right).
+    assert_eq!((a.n, a.q, b.n, b.q), (3, 2.0, 1, 0.0), "{root:?}");
     // Leaves are not final steps: their training targets end with the step separator.
     let recs = records(&out[0].trees[0], 1.0);
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| !r.is_final));
-    // The partial solution stops at max_steps, one step long.
-    assert_eq!(out[0].solution, "A");
+    // The partial solution stops at max_steps, one step long; the paper's UCB rule advances with
+    // N = 4: A = 2/3 + 1.4 sqrt(ln 4 / 3) = 1.619, B = 0 + 1.4 sqrt(ln 4) = 1.648: B.
+    assert_eq!(out[0].solution, "B");
 }
 
 #[test]

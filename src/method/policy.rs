@@ -74,13 +74,15 @@ impl<B: InferBackend> Policy for EnginePolicy<'_, B> {
             .into_iter()
             .zip(too_long)
             .map(|(c, long)| {
+                // The context's end stops a sample for good (ended) and cuts it (not a complete
+                // step or solution: never trained on).
                 if long {
-                    Sample { text: String::new(), tokens: 0, ended: true, cut: false }
+                    Sample { text: String::new(), tokens: 0, ended: true, cut: true }
                 } else {
                     Sample {
                         tokens: c.tokens.len(),
                         ended: matches!(c.finish, Finish::Eos | Finish::Context),
-                        cut: c.finish == Finish::Length,
+                        cut: matches!(c.finish, Finish::Length | Finish::Context),
                         text: c.text,
                     }
                 }

@@ -27,6 +27,9 @@ struct RftSample {
     sample: usize,
     solution: String,
     correct: bool,
+    /// The token limit or the context cut it: not a complete solution, never trained on.
+    #[serde(default)]
+    cut: bool,
     duplicate: bool,
 }
 
@@ -36,6 +39,9 @@ struct Drawn {
     text: String,
     /// Tokens generated, the end-of-sequence token included when it was drawn.
     tokens: u64,
+    /// Stopped by the token limit or the context, not by the model.
+    #[serde(default)]
+    cut: bool,
 }
 
 /// Most samples a problem draws under a token budget (a problem whose samples are all short
@@ -144,6 +150,7 @@ where
                         draws[i].push(Drawn {
                             text: c.text.clone(),
                             tokens: c.tokens.len() as u64 + u64::from(c.finish == crate::infer::Finish::Eos),
+                            cut: c.finish != crate::infer::Finish::Eos,
                         });
                     }
                 }
@@ -174,7 +181,8 @@ where
                 samples.push(RftSample {
                     problem: p.id,
                     sample: j,
-                    correct: kept(ctx.train_kind, &d.text, &p.answer),
+                    correct: ctx.train_kind.grade(&d.text, &p.answer).correct,
+                    cut: d.cut,
                     duplicate: false,
                     solution: d.text,
                 });
@@ -183,14 +191,14 @@ where
         let mut examples = Vec::new();
         let mut seen: HashSet<(u64, String)> = HashSet::new();
         for s in samples.iter_mut() {
-            if !s.correct {
+            let p = problems.iter().find(|p| p.id == s.problem).expect("sampled problem");
+            if !kept(ctx.train_kind, &s.solution, &p.answer, s.cut) {
                 continue;
             }
             if !seen.insert((s.problem, s.solution.trim().to_string())) {
                 s.duplicate = true;
                 continue;
             }
-            let p = problems.iter().find(|p| p.id == s.problem).expect("sampled problem");
             // The whole solution is the continuation of an empty partial solution, ending the turn.
             let (tokens, loss_from) = continuation_tokens(
                 &tok,
@@ -228,10 +236,11 @@ where
     Ok(s.model)
 }
 
-/// The RFT filter: whether a sampled solution is kept for fine-tuning (its answer is correct,
-/// graded by [`crate::task::TaskKind::grade`] as MCTS rewards and evaluation are).
-pub fn kept(kind: crate::task::TaskKind, completion: &str, gold: &str) -> bool {
-    kind.grade(completion, gold).correct
+/// The RFT filter: whether a sampled solution is kept for fine-tuning: the model ended it
+/// (not `cut` by the token limit or the context) and its answer is correct, graded by
+/// [`crate::task::TaskKind::grade`] as MCTS rewards and evaluation are.
+pub fn kept(kind: crate::task::TaskKind, completion: &str, gold: &str, cut: bool) -> bool {
+    !cut && kind.grade(completion, gold).correct
 }
 
 /// The `[rft]` settings that change the paper's RFT stage (`match_tokens` adds another stage,

@@ -41,8 +41,12 @@ struct Tree {
 }
 
 enum Pick {
+    /// Expand a new child (index) of the node at the path.
     Expand(Vec<usize>, usize),
+    /// A final step: its reward is known.
     Final(Vec<usize>),
+    /// A leaf at the depth limit: simulate from it again (its visit number names the stream).
+    Leaf(Vec<usize>, u64),
 }
 
 impl Search<'_> {
@@ -165,6 +169,21 @@ impl Search<'_> {
             let p = &problems[t.problem];
             match pick {
                 Pick::Final(path) => rewards[k] = t.root.at(path).final_reward,
+                Pick::Leaf(path, visit) => {
+                    // Another simulation from the leaf: its value is an average like any node's.
+                    let mut steps = t.steps.clone();
+                    steps.extend(path_steps(&t.root, path));
+                    sims.push(SampleRequest {
+                        question: p.question.clone(),
+                        partial: Self::partial(&steps),
+                        kind: SampleKind::Rollout,
+                        max_tokens: c.max_solution_tokens,
+                        temperature: c.temperature,
+                        top_p: c.top_p,
+                        stream: self.stream(p.id, t.steps.len(), 2, path, *visit as usize),
+                    });
+                    sim_of.push((k, steps.join(STEP_SEPARATOR)));
+                }
                 Pick::Expand(path, child) => {
                     let s = expansions.next().expect("one sample per expansion request");
                     t.tokens += s.tokens as u64;
@@ -206,21 +225,14 @@ impl Search<'_> {
             let t = &mut active[picks[k].0];
             t.tokens += s.tokens as u64;
             let gold = &problems[t.problem].answer;
-            let reward = self.reward(&format!("{prefix}{STEP_SEPARATOR}{}", s.text), gold);
-            rewards[k] = Some(reward);
-            if let Pick::Expand(path, child) = &picks[k].1 {
-                let node = &mut t.root.at_mut(path).children[*child];
-                if node.leaf {
-                    node.final_reward = Some(reward);
-                }
-            }
+            rewards[k] = Some(self.reward(&format!("{prefix}{STEP_SEPARATOR}{}", s.text), gold));
         }
         // Backpropagation, in selection order.
         for (k, (ti, pick)) in picks.iter().enumerate() {
             let t = &mut active[*ti];
             let reward = rewards[k].unwrap_or(0.0);
             let full: Vec<usize> = match pick {
-                Pick::Final(path) => path.clone(),
+                Pick::Final(path) | Pick::Leaf(path, _) => path.clone(),
                 Pick::Expand(path, child) => {
                     t.root.at_mut(path).expanding -= 1;
                     let mut p = path.clone();
@@ -229,7 +241,7 @@ impl Search<'_> {
                 }
             };
             let reserved = match pick {
-                Pick::Final(path) | Pick::Expand(path, _) => path,
+                Pick::Final(path) | Pick::Leaf(path, _) | Pick::Expand(path, _) => path,
             };
             tree::virtual_visit(&mut t.root, reserved, false);
             tree::backpropagate(&mut t.root, &full, reward);
@@ -251,9 +263,14 @@ impl Search<'_> {
         let mut path = Vec::new();
         loop {
             let node = root.at(&path);
-            if node.is_terminal() {
+            if node.is_final {
                 tree::virtual_visit(root, &path, true);
                 return Some(Pick::Final(path));
+            }
+            if node.leaf {
+                let visit = node.n + node.pending;
+                tree::virtual_visit(root, &path, true);
+                return Some(Pick::Leaf(path, visit));
             }
             if node.children.len() + node.expanding < c.max_children {
                 let child = node.children.len() + node.expanding;

@@ -29,7 +29,7 @@ pub struct Node {
     #[serde(skip)]
     pub expanding: usize,
     /// A leaf of the search: the step reached `mcts.max_steps`, so the tree does not grow
-    /// below it; its one simulation's reward (`final_reward`) stands for it when selected again.
+    /// below it; each selection of it runs another simulation from it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub leaf: bool,
     /// The step was cut by `mcts.max_step_tokens` (no blank line, no end of sequence): not a
@@ -152,7 +152,7 @@ pub fn virtual_visit(root: &mut Node, path: &[usize], reserve: bool) {
     }
 }
 
-/// A copy of `root` whose children with the same step text are one child (visits and rewards
+/// A copy of `root` whose children with the same step text (and the same `is_final`) are one child (visits and rewards
 /// summed, flags of the first, truncated only when every copy was), in order of first
 /// appearance; grandchildren are dropped (eq. (1) and preference pairs read one level).
 pub fn merged_children(root: &Node) -> Node {
@@ -161,7 +161,9 @@ pub fn merged_children(root: &Node) -> Node {
     out.n = root.n;
     out.q = root.q;
     for c in &root.children {
-        match out.children.iter_mut().find(|m| m.step == c.step) {
+        // The same text ended (a final step) and continued (a blank line after it) are two
+        // actions with two training targets.
+        match out.children.iter_mut().find(|m| m.step == c.step && m.is_final == c.is_final) {
             Some(m) => {
                 m.n += c.n;
                 m.q += c.q;
@@ -192,14 +194,28 @@ pub fn relative_correctness(root: &Node, alpha: f64) -> Vec<f64> {
         .collect()
 }
 
-/// The child the partial solution advances to.
+/// The child the partial solution advances to; a step cut by the token limit only when every
+/// child is one.
 pub fn advance(root: &Node, rule: Advance, c: f64) -> Option<usize> {
     let ch = &root.children;
-    match rule {
-        Advance::Ucb => argmax(ch.iter().map(|k| ucb(k.q, k.n, root.n, c))),
-        Advance::MostVisited => argmax(ch.iter().map(|k| k.n as f64)),
-        Advance::BestValue => argmax(ch.iter().map(|k| if k.n == 0 { f64::NEG_INFINITY } else { k.value() })),
-    }
+    let any_complete = ch.iter().any(|k| !k.truncated);
+    let score = |k: &Node| -> f64 {
+        if any_complete && k.truncated {
+            return f64::NEG_INFINITY;
+        }
+        match rule {
+            Advance::Ucb => ucb(k.q, k.n, root.n, c),
+            Advance::MostVisited => k.n as f64,
+            Advance::BestValue => {
+                if k.n == 0 {
+                    f64::NEG_INFINITY
+                } else {
+                    k.value()
+                }
+            }
+        }
+    };
+    argmax(ch.iter().map(score))
 }
 
 #[cfg(test)]
@@ -253,6 +269,12 @@ mod tests {
         assert!((s[0] - 1.0).abs() < 1e-12 && (s[1] + 1.0).abs() < 1e-12, "{s:?}");
         let per_copy = relative_correctness(&r, 1.0);
         assert!((per_copy[0] + per_copy[2] - s[0]).abs() < 1e-12);
+        // The same text once ending the solution and once continued: two candidates.
+        let mut kids = vec![child(1.0, 1), child(0.0, 1)];
+        kids[0].step = "a".into();
+        kids[1].step = "a".into();
+        kids[1].is_final = true;
+        assert_eq!(merged_children(&root(kids)).children.len(), 2);
     }
 
     #[test]

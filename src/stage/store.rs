@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 /// Version of stage semantics; bump when a stage's outputs would change for the same inputs.
-pub const PIPELINE_VERSION: &str = "mcts-ps/pipeline/4";
+/// 5: one grading path (the first final step's answer; the MCTS reward without the step cap),
+/// leaves at the depth limit, merged identical steps, end-of-turn targets, overlap-free pools.
+pub const PIPELINE_VERSION: &str = "mcts-ps/pipeline/5";
 
 /// A stage's identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -51,7 +51,8 @@ pub fn load(path: &Path) -> Result<Vec<Problem>> {
         }
         solution.push_str(&format!("The final answer is {gold}."));
         out.push(Problem {
-            id: out.len() as u64,
+            // The line index, as for MATH files (a problem keeps its id whatever else the file holds).
+            id: i as u64,
             question: line.question.trim().to_string(),
             answer: gold,
             solution: Some(solution),

@@ -469,10 +469,38 @@ fn list_separators(s: &str) -> String {
 /// A number followed by plain lower-case words of three letters or more (`10 weeks`, `4 square
 /// feet`) is the number: the words are its unit.
 fn drop_unit_words(s: &str) -> &str {
+    // Words that change the number they follow are not units: "4 hundred" is not 4.
+    const NOT_UNITS: &[&str] = &[
+        "hundred",
+        "hundreds",
+        "thousand",
+        "thousands",
+        "million",
+        "millions",
+        "billion",
+        "billions",
+        "trillion",
+        "dozen",
+        "dozens",
+        "squared",
+        "cubed",
+        "factorial",
+        "times",
+        "half",
+        "halves",
+        "third",
+        "thirds",
+        "quarter",
+        "quarters",
+        "minus",
+        "plus",
+        "over",
+        "power",
+    ];
     let mut end = s.len();
     while let Some(sp) = s[..end].rfind(' ') {
         let w = &s[sp + 1..end];
-        if w.len() < 3 || !w.bytes().all(|c| c.is_ascii_lowercase()) {
+        if w.len() < 3 || !w.bytes().all(|c| c.is_ascii_lowercase()) || NOT_UNITS.contains(&w) {
             break;
         }
         end = sp;

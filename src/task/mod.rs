@@ -78,9 +78,25 @@ impl TaskKind {
     /// MCTS reward of every rollout, the RFT filter and the evaluation metric all call it on the
     /// whole text the model wrote).
     pub fn grade(self, completion: &str, gold: &str) -> Grade {
-        let extracted = self.extract_answer(completion);
+        let extracted = self.extract_answer(self.solution_part(completion));
         let correct = extracted.as_deref().is_some_and(|p| self.answers_match(p, gold));
         Grade { extracted, correct }
+    }
+
+    /// The part of a completion that is its solution: the text up to the end of its first step
+    /// that states a final answer ([`TaskKind::is_final_step`]), since a solution ends there in
+    /// MCTS (a final step ends a path of the tree) and so everywhere; the whole text when no step
+    /// does. What a model writes after its answer is not graded.
+    pub fn solution_part(self, completion: &str) -> &str {
+        let mut at = 0;
+        for piece in completion.split(STEP_SEPARATOR) {
+            let end = at + piece.len();
+            if self.is_final_step(piece) {
+                return &completion[..end];
+            }
+            at = end + STEP_SEPARATOR.len();
+        }
+        completion
     }
 
     /// Whether a completion's final answer is correct ([`TaskKind::grade`]).
@@ -169,6 +185,17 @@ mod tests {
             vec![p(0, "what is $2 + 3$?"), p(1, "What is $2*3$?"), p(2, "What  is $2*3$ ?"), p(3, "Other")];
         assert_eq!(drop_overlaps(&mut pool, &test), (1, 1));
         assert_eq!(pool.iter().map(|p| p.id).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn the_solution_ends_at_its_first_final_step() {
+        let k = TaskKind::Arith;
+        let text = "1 + 1 = 2\n\nThe final answer is 2.\n\nNo, the final answer is 3.";
+        assert_eq!(k.solution_part(text), "1 + 1 = 2\n\nThe final answer is 2.");
+        assert!(k.grade(text, "2").correct && !k.grade(text, "3").correct);
+        assert_eq!(k.solution_part("no answer\n\nat all"), "no answer\n\nat all");
+        // GSM8K without a final step: the whole text, its last number.
+        assert!(TaskKind::Gsm8k.grade("3 + 4 = 7\n\nso 7 apples", "7").correct);
     }
 
     #[test]
