@@ -2,6 +2,9 @@
 //! over the backend: token embedding, RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied
 //! or untied output head, optional LoRA adapters on any projection.
 //!
+//! Matrix products, norms, attention and SwiGLU are the kernels of [`super::kernels`], which
+//! know nothing of this file.
+//!
 //! Weights are stored `[d_in, d_out]` (burn's row layout), the transpose of the Hugging Face
 //! `[d_out, d_in]`; the loaders and the checkpoint writer transpose at the boundary.
 //!
@@ -13,9 +16,9 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::backend::{InferBackend, Kv};
 use super::config::LlamaConfig;
-use super::fused;
+use super::kernels::backend::{InferBackend, Kv};
+use super::kernels::fused;
 use super::rope::{Rope, RopeAt};
 use crate::rng::Stream;
 
@@ -109,12 +112,13 @@ impl<B: Backend> Clone for Kernels<B> {
 impl<B: Backend> Copy for Kernels<B> {}
 
 impl<B: Backend> Kernels<B> {
-    /// burn's tensor ops.
+    /// burn's tensor ops (with the fused whole-sequence kernels on flex).
     pub fn burn() -> Self {
-        Self { mm: matmul, norm: rms_norm_2d }
+        Self { mm: matmul, norm: fused::rms_norm }
     }
 
-    /// RMSNorm of `x: [.., d]` through `self.norm`.
+    /// RMSNorm (Zhang and Sennrich 2019), `x / sqrt(mean(x^2) + eps) * w`, of `x: [.., d]`
+    /// over its last dim, through `self.norm`.
     fn rms<const D: usize>(&self, x: Tensor<B, D>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, D> {
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
@@ -127,11 +131,6 @@ impl<B: InferBackend> Kernels<B> {
     pub fn infer() -> Self {
         Self { mm: B::weight_matmul, norm: B::rms_norm_rows }
     }
-}
-
-/// [`rms_norm`] of rows with a plain weight tensor, as a [`Norm`].
-pub fn rms_norm_2d<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
-    rms_norm_with(x, w, eps)
 }
 
 /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, both residual.
@@ -179,38 +178,6 @@ pub struct LayerCache<B: Backend> {
     pub k: Tensor<B, 4>,
     /// Values.
     pub v: Tensor<B, 4>,
-}
-
-/// RMSNorm (Zhang and Sennrich 2019): `x / sqrt(mean(x^2) + eps) * w`, last dim.
-pub fn rms_norm<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    w: &Param<Tensor<B, 1>>,
-    eps: f64,
-) -> Tensor<B, D> {
-    rms_norm_with(x, w.val(), eps)
-}
-
-fn rms_norm_with<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
-    let dims = x.dims();
-    let rows = dims[..D - 1].iter().product::<usize>();
-    fused::rms_norm(x.reshape([rows, dims[D - 1]]), w, eps).reshape(dims)
-}
-
-/// RMSNorm with burn's tensor ops (backends without a fused kernel).
-pub(crate) fn rms_norm_generic<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    w: Tensor<B, 1>,
-    eps: f64,
-) -> Tensor<B, D> {
-    let dt = x.dtype();
-    if dt != DType::F32 {
-        // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
-        let x = x.cast(DType::F32);
-        let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.unsqueeze::<D>();
-    }
-    let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-    x * ms.add_scalar(eps).sqrt().recip() * w.unsqueeze::<D>()
 }
 
 /// Deterministic parameter ids: the `n`-th parameter created gets id `n`, so optimiser state
