@@ -1,6 +1,8 @@
-//! The Llama decoder (Touvron et al. 2023; Llama-3 as in Dubey et al. 2024) in burn, generic
-//! over the backend: token embedding, RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied
-//! or untied output head, optional LoRA adapters on any projection.
+//! The Llama-family decoder in burn, generic over the backend: token embedding, RMSNorm, RoPE,
+//! grouped-query attention, SwiGLU MLP, tied or untied output head, optional LoRA adapters on
+//! any projection. One network for Llama (Touvron et al. 2023; Llama-3 as in Dubey et al. 2024),
+//! Qwen2 (Yang et al. 2024: biases on q, k, v) and Qwen3 (Yang et al. 2025: RMSNorm of each q
+//! and k head before RoPE, explicit head width); the options are the flags of [`LlamaConfig`].
 //!
 //! Matrix products, norms, attention and SwiGLU are the kernels of [`super::kernels`], which
 //! know nothing of this file.
@@ -146,6 +148,10 @@ pub struct Block<B: Backend> {
     pub v: Proj<B>,
     /// Output projection.
     pub o: Proj<B>,
+    /// RMSNorm weight `[head_dim]` of each query head, before RoPE (Qwen3's `q_norm`).
+    pub q_norm: Option<Param<Tensor<B, 1>>>,
+    /// RMSNorm weight `[head_dim]` of each key head, before RoPE (Qwen3's `k_norm`).
+    pub k_norm: Option<Param<Tensor<B, 1>>>,
     /// RMSNorm weight before the MLP.
     pub mlp_norm: Param<Tensor<B, 1>>,
     /// SwiGLU gate.
@@ -233,13 +239,16 @@ impl<B: Backend> Llama<B> {
         let q = c.num_heads * c.head_dim;
         let kv = c.num_kv_heads * c.head_dim;
         let embed = param(&mut ids, normal(&mut s, c.vocab_size * d, std), [c.vocab_size, d], device);
+        let hd = c.head_dim;
         let layers = (0..c.num_layers)
             .map(|_| Block {
                 attn_norm: param(&mut ids, vec![1.0; d], [d], device),
-                q: proj(&mut s, &mut ids, d, q, std, c.attention_bias),
-                k: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
-                v: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
-                o: proj(&mut s, &mut ids, q, d, out_std, c.attention_bias),
+                q: proj(&mut s, &mut ids, d, q, std, c.qkv_bias),
+                k: proj(&mut s, &mut ids, d, kv, std, c.qkv_bias),
+                v: proj(&mut s, &mut ids, d, kv, std, c.qkv_bias),
+                o: proj(&mut s, &mut ids, q, d, out_std, c.o_bias),
+                q_norm: c.qk_norm.then(|| param(&mut ids, vec![1.0; hd], [hd], device)),
+                k_norm: c.qk_norm.then(|| param(&mut ids, vec![1.0; hd], [hd], device)),
                 mlp_norm: param(&mut ids, vec![1.0; d], [d], device),
                 gate: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
                 up: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
@@ -450,6 +459,10 @@ impl<B: Backend> Block<B> {
         let mm = kn.mm;
         let h = kn.rms(x, &self.attn_norm, c.rms_norm_eps);
         let k = self.k.forward_with(h.clone(), mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        let k = match &self.k_norm {
+            Some(w) => kn.rms(k, w, c.rms_norm_eps), // per head, over head_dim
+            None => k,
+        };
         let k = r.rope.apply(k, &r.k);
         let v = self.v.forward_with(h, mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
         (k, v)
@@ -469,6 +482,10 @@ impl<B: Backend> Block<B> {
         let mm = kn.mm;
         let h = kn.rms(x.clone(), &self.attn_norm, c.rms_norm_eps);
         let q = self.q.forward_with(h, mm).reshape([b, l, c.num_heads, c.head_dim]);
+        let q = match &self.q_norm {
+            Some(w) => kn.rms(q, w, c.rms_norm_eps), // per head, over head_dim
+            None => q,
+        };
         let q = r.rope.apply(q, &r.q); // [b, l, heads, hd]
         let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
         let x = x + self.o.forward_with(a, mm);

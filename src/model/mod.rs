@@ -1,5 +1,5 @@
-//! The Llama-architecture network, its configuration, its weights' loaders, its tokenizers,
-//! and below it the CPU kernels.
+//! The Llama-family decoder (Llama, Qwen2, Qwen3 as options of one network), its
+//! configuration, its weights' loaders, its tokenizers, and below it the CPU kernels.
 //!
 //! Layering: [`kernels`] import nothing from the rest of this folder; the architecture
 //! ([`llama`], [`rope`]) calls kernels; the loaders ([`weights`], [`gguf`], [`load`]) build the
@@ -22,5 +22,5 @@ pub mod weights;
 // which the engine, trainer and methods import.
 pub use kernels::{backend, flex_linear, fused};
 
-pub use config::LlamaConfig;
+pub use config::{Family, LlamaConfig};
 pub use llama::Llama;
