@@ -6,13 +6,16 @@
 //! Fixtures (float32, CPU, transformers 5.24): `tiny_llama` (tests/fixtures/make_llama_reference.py:
 //! GQA, Llama-3.1 rope scaling), and from tests/fixtures/make_qwen_reference.py `tiny_qwen2_tied`
 //! (q/k/v biases, tied head), `tiny_qwen2` (untied head) and `tiny_qwen3` (q/k norms, head_dim
-//! 32 with hidden / heads = 12).
+//! 32 with hidden / heads = 12); and `tiny_qwen2_tied.gguf`, `tiny_qwen3.gguf`, the same weights
+//! written as llama.cpp's converter writes them (tests/fixtures/make_qwen_gguf.py, which also
+//! checks that llama.cpp reads them as transformers does).
 
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use mcts_ps::infer::{Engine, Request, Stop};
+use mcts_ps::model::load::load_gguf;
 use mcts_ps::model::rope::Rope;
 use mcts_ps::model::tokenizer::Tokenizer;
 use mcts_ps::model::weights::load_hf_model;
@@ -182,4 +185,32 @@ fn qwen3_matches_transformers() {
     let (alone, batched, want) = greedy("tiny_qwen3");
     assert_eq!(alone, want);
     assert_eq!(batched, want);
+}
+
+#[test]
+fn qwen_gguf_files_match_transformers() {
+    let dev = Default::default();
+    for (name, family) in [("tiny_qwen2_tied", Family::Qwen2), ("tiny_qwen3", Family::Qwen3)] {
+        let path = dir(name).with_extension("gguf");
+        let (model, tok) = load_gguf::<B>(&path, 128, &dev, DType::F32).unwrap();
+        // GGUF stores the epsilon as f32.
+        let (mut from_gguf, from_json) = (model.config.clone(), load(name).config);
+        assert_eq!(from_gguf.rms_norm_eps as f32, from_json.rms_norm_eps as f32);
+        from_gguf.rms_norm_eps = from_json.rms_norm_eps;
+        assert_eq!(from_gguf, from_json, "{name}: GGUF and config.json read alike");
+        assert_eq!(model.config.family, family);
+        // Byte tokens: ASCII text is its bytes (the qwen2 split, then the byte mapping).
+        assert_eq!(
+            tok.encode("Qwen, 2 + 3 = ").unwrap(),
+            "Qwen, 2 + 3 = ".bytes().map(u32::from).collect::<Vec<_>>()
+        );
+        let (ids, expected) = fixture(name);
+        let (b, l) = (ids.len(), ids[0].len());
+        let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.concat(), [b, l]), &dev);
+        let rope = Rope::<B>::new(&model.config, 128, &dev);
+        let ours: Vec<f32> = model.forward(t, &rope).into_data().to_vec().unwrap();
+        let d = max_diff(&ours, &expected);
+        eprintln!("{name}.gguf: full forward vs transformers: max abs diff {d:e}");
+        assert!(d < 1e-4, "{name}.gguf: max abs diff {d}");
+    }
 }
