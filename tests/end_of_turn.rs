@@ -17,6 +17,8 @@ const MARKERS: &[&str] = &[
     "<|eot_id|>",
     "<|im_start|>",
     "<|im_end|>",
+    "<think>",
+    "</think>",
     "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>",
     "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
 ];
@@ -45,6 +47,8 @@ fn every_template_ends_a_final_target_with_its_end_of_turn_token() {
         (Template::Llama3, "<|eot_id|>"),
         (Template::Deepseek, "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"),
         (Template::Chatml, "<|im_end|>"),
+        (Template::Qwen, "<|im_end|>"),
+        (Template::Qwen3, "<|im_end|>"),
     ] {
         let (t, start) = continuation_tokens(
             &tok,

@@ -199,11 +199,13 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
         "llama3" => Some(Template::Llama3),
         "deepseek" => Some(Template::Deepseek),
         "chatml" => Some(Template::Chatml),
+        "qwen" => Some(Template::Qwen),
+        "qwen3" => Some(Template::Qwen3),
         other => {
             return Err(c.fail(
                 "model.template",
                 format!("{other:?}"),
-                "one of: auto, plain, llama3, deepseek, chatml",
+                "one of: auto, plain, llama3, deepseek, chatml, qwen, qwen3",
             ))
         }
     };

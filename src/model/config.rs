@@ -1,5 +1,12 @@
-//! Llama architecture hyper-parameters: the resolved [`LlamaConfig`], the `tiny` preset, and
-//! the serde mirror of a Hugging Face `config.json` ([`HfConfig`]) with its validation.
+//! Hyper-parameters of the Llama-family decoder: the resolved [`LlamaConfig`] (one struct for
+//! Llama, Qwen2 and Qwen3, which differ only in the options it names: biases, q/k norm, head
+//! width, tied head, RoPE base), the presets, and the serde mirror of a Hugging Face
+//! `config.json` ([`HfConfig`]) with its validation.
+//!
+//! What each family sets (transformers' `modeling_llama.py`, `modeling_qwen2.py`,
+//! `modeling_qwen3.py`): Llama puts `attention_bias` on q, k, v and o; Qwen2 always has biases on
+//! q, k, v and none on o; Qwen3 puts `attention_bias` (false in every release) on all four and
+//! RMSNorms each head of q and k before RoPE, with `head_dim` given explicitly (default 128).
 
 use std::path::Path;
 
@@ -20,9 +27,48 @@ pub struct Llama3RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
+/// The published architecture a config describes. The forward pass reads only the flags of
+/// [`LlamaConfig`]; the family names the architecture in a checkpoint's `config.json` and the
+/// key prefix in a GGUF file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// `LlamaForCausalLM` (also SmolLM2, DeepSeek-math, TinyLlama).
+    Llama,
+    /// `Qwen2ForCausalLM` (Qwen2, Qwen2.5 and their Coder/Math models).
+    Qwen2,
+    /// `Qwen3ForCausalLM` (dense Qwen3).
+    Qwen3,
+}
+
+impl Family {
+    /// `model_type` in `config.json`, and the GGUF `general.architecture` (same strings).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
+    /// The transformers class in `config.json`'s `architectures`.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+
+    /// Every family, for lookups and messages.
+    pub const ALL: [Family; 3] = [Family::Llama, Family::Qwen2, Family::Qwen3];
+}
+
 /// Resolved architecture of a Llama-family decoder. No options: every size is known.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    /// The published architecture (names only; the flags below decide the maths).
+    pub family: Family,
     /// Vocabulary size (rows of the embedding, columns of the output head).
     pub vocab_size: usize,
     /// Model width.
@@ -47,10 +93,15 @@ pub struct LlamaConfig {
     pub max_position_embeddings: usize,
     /// Output head shares the embedding matrix.
     pub tie_word_embeddings: bool,
-    /// q/k/v/o projections have biases.
-    pub attention_bias: bool,
+    /// q, k and v projections have biases.
+    pub qkv_bias: bool,
+    /// The output projection o has a bias.
+    pub o_bias: bool,
     /// gate/up/down projections have biases.
     pub mlp_bias: bool,
+    /// Each head of q and k is RMSNormed (own weight `[head_dim]`, same epsilon) after its
+    /// projection and before RoPE (Qwen3).
+    pub qk_norm: bool,
 }
 
 impl LlamaConfig {
@@ -58,6 +109,7 @@ impl LlamaConfig {
     /// character-level vocabulary of `vocab_size` symbols.
     pub fn tiny(vocab_size: usize, context: usize) -> Self {
         Self {
+            family: Family::Llama,
             vocab_size,
             hidden_size: 128,
             intermediate_size: 384,
@@ -70,8 +122,10 @@ impl LlamaConfig {
             rope_scaling: None,
             max_position_embeddings: context,
             tie_word_embeddings: false,
-            attention_bias: false,
+            qkv_bias: false,
+            o_bias: false,
             mlp_bias: false,
+            qk_norm: false,
         }
     }
 
@@ -79,6 +133,7 @@ impl LlamaConfig {
     /// agreement checks (CPU vs GPU) at shapes where kernels take their general paths.
     pub fn small(vocab_size: usize, context: usize) -> Self {
         Self {
+            family: Family::Llama,
             vocab_size,
             hidden_size: 512,
             intermediate_size: 1408,
@@ -91,8 +146,10 @@ impl LlamaConfig {
             rope_scaling: None,
             max_position_embeddings: context,
             tie_word_embeddings: false,
-            attention_bias: false,
+            qkv_bias: false,
+            o_bias: false,
             mlp_bias: false,
+            qk_norm: false,
         }
     }
 
@@ -101,6 +158,7 @@ impl LlamaConfig {
     /// llama3 scaling factor 8), for benchmarks with random weights.
     pub fn llama31_8b(context: usize) -> Self {
         Self {
+            family: Family::Llama,
             vocab_size: 128_256,
             hidden_size: 4096,
             intermediate_size: 14_336,
@@ -118,8 +176,10 @@ impl LlamaConfig {
             }),
             max_position_embeddings: context,
             tie_word_embeddings: false,
-            attention_bias: false,
+            qkv_bias: false,
+            o_bias: false,
             mlp_bias: false,
+            qk_norm: false,
         }
     }
 
@@ -133,9 +193,11 @@ impl LlamaConfig {
         let d = self.hidden_size;
         let kv = self.num_kv_heads * self.head_dim;
         let q = self.num_heads * self.head_dim;
-        let attn = d * q + 2 * d * kv + q * d;
-        let mlp = 3 * d * self.intermediate_size;
-        let per_layer = attn + mlp + 2 * d;
+        let f = self.intermediate_size;
+        let flag = |on: bool, n: usize| if on { n } else { 0 };
+        let attn = d * q + 2 * d * kv + q * d + flag(self.qkv_bias, q + 2 * kv) + flag(self.o_bias, d);
+        let mlp = 3 * d * f + flag(self.mlp_bias, 2 * f + d);
+        let per_layer = attn + mlp + 2 * d + flag(self.qk_norm, 2 * self.head_dim);
         let head = if self.tie_word_embeddings { 0 } else { self.vocab_size * d };
         self.vocab_size * d + self.num_layers * per_layer + d + head
     }
@@ -156,6 +218,24 @@ impl LlamaConfig {
                 self.head_dim
             )));
         }
+        // Every flag combination must be one the family's config.json can say, so a saved
+        // checkpoint loads back (and into transformers) with the same maths.
+        let expressible = match self.family {
+            Family::Llama => self.qkv_bias == self.o_bias && !self.qk_norm,
+            Family::Qwen2 => self.qkv_bias && !self.o_bias && !self.mlp_bias && !self.qk_norm,
+            Family::Qwen3 => self.qkv_bias == self.o_bias && !self.mlp_bias && self.qk_norm,
+        };
+        if !expressible {
+            return Err(bad(format!(
+                "{}: q/k/v bias {}, o bias {}, MLP bias {}, q/k norm {} is not a {} configuration",
+                self.family.architecture(),
+                self.qkv_bias,
+                self.o_bias,
+                self.mlp_bias,
+                self.qk_norm,
+                self.family.model_type()
+            )));
+        }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -170,7 +250,8 @@ impl LlamaConfig {
     }
 }
 
-/// Serde mirror of a Hugging Face Llama `config.json` (the keys this project reads).
+/// Serde mirror of a Hugging Face `config.json` of a Llama, Qwen2 or Qwen3 model (the keys this
+/// project reads).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct HfConfig {
     #[serde(default)]
@@ -184,7 +265,7 @@ pub struct HfConfig {
     num_attention_heads: usize,
     #[serde(default)]
     num_key_value_heads: Option<usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     head_dim: Option<usize>,
     #[serde(default = "default_eps")]
     rms_norm_eps: f64,
@@ -199,10 +280,16 @@ pub struct HfConfig {
     max_position_embeddings: usize,
     #[serde(default)]
     tie_word_embeddings: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     attention_bias: Option<bool>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     mlp_bias: Option<bool>,
+    /// Qwen2/Qwen3: sliding-window attention on the upper layers (not implemented; rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    use_sliding_window: Option<bool>,
+    /// transformers >= 4.5x: `"full_attention"` or `"sliding_attention"` per layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layer_types: Option<Vec<String>>,
     #[serde(default)]
     hidden_act: Option<String>,
     /// Kept so saved checkpoints carry the ids through.
@@ -235,24 +322,47 @@ impl HfConfig {
         Ok((cfg, hf))
     }
 
+    /// The family named by `architectures` (first) or `model_type`.
+    fn family(&self) -> Option<Family> {
+        if let Some(archs) = &self.architectures {
+            if let Some(f) = Family::ALL.into_iter().find(|f| archs.iter().any(|a| a == f.architecture())) {
+                return Some(f);
+            }
+        }
+        let t = self.model_type.as_deref()?;
+        Family::ALL.into_iter().find(|f| f.model_type() == t)
+    }
+
     /// Maps the file's keys onto [`LlamaConfig`], rejecting architectures this project does
     /// not implement.
     pub fn resolve(&self, path: &Path) -> Result<LlamaConfig> {
         let bad = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
-        let is_llama =
-            self.architectures.as_ref().map(|a| a.iter().any(|s| s == "LlamaForCausalLM")).unwrap_or(false)
-                || self.model_type.as_deref() == Some("llama");
-        if !is_llama {
+        let Some(family) = self.family() else {
+            let known: Vec<String> = Family::ALL
+                .iter()
+                .map(|f| format!("{} / \"{}\"", f.architecture(), f.model_type()))
+                .collect();
             return Err(bad(format!(
-                "unknown architecture (architectures = {:?}, model_type = {:?}); expected \
-                 LlamaForCausalLM / model_type \"llama\"",
-                self.architectures, self.model_type
+                "unknown architecture (architectures = {:?}, model_type = {:?}); expected one of {}",
+                self.architectures,
+                self.model_type,
+                known.join(", ")
             )));
-        }
+        };
         if let Some(act) = &self.hidden_act {
             if act != "silu" {
                 return Err(bad(format!("hidden_act = {act:?}, expected \"silu\" (SwiGLU)")));
             }
+        }
+        if self.use_sliding_window == Some(true) {
+            return Err(bad("use_sliding_window = true: sliding-window attention is not implemented; \
+                 expected false (every released Qwen2/Qwen3 config)"
+                .into()));
+        }
+        if let Some(kind) = self.layer_types.iter().flatten().find(|t| *t != "full_attention") {
+            return Err(bad(format!(
+                "layer_types holds {kind:?}; only \"full_attention\" layers are implemented"
+            )));
         }
         let mut rope_theta = self.rope_theta;
         let mut scaling = self.rope_scaling.clone();
@@ -281,21 +391,36 @@ impl HfConfig {
                 )
             }
         };
+        let heads = self.num_attention_heads;
+        let attention_bias = self.attention_bias.unwrap_or(false);
+        // transformers: Qwen2 hard-codes q/k/v biases and none on o; Qwen3's `head_dim`
+        // defaults to 128 (Qwen3Config), the others' to hidden / heads.
+        let (qkv_bias, o_bias, qk_norm, default_head_dim) = match family {
+            Family::Llama => (attention_bias, attention_bias, false, self.hidden_size / heads.max(1)),
+            Family::Qwen2 => (true, false, false, self.hidden_size / heads.max(1)),
+            Family::Qwen3 => (attention_bias, attention_bias, true, 128),
+        };
+        if family != Family::Llama && self.mlp_bias == Some(true) {
+            return Err(bad(format!("mlp_bias = true; {} has no MLP biases", family.architecture())));
+        }
         let cfg = LlamaConfig {
+            family,
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
             intermediate_size: self.intermediate_size,
             num_layers: self.num_hidden_layers,
-            num_heads: self.num_attention_heads,
-            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
-            head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1)),
+            num_heads: heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(heads),
+            head_dim: self.head_dim.unwrap_or(default_head_dim),
             rms_norm_eps: self.rms_norm_eps,
             rope_theta,
             rope_scaling,
             max_position_embeddings: self.max_position_embeddings,
             tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
-            attention_bias: self.attention_bias.unwrap_or(false),
+            qkv_bias,
+            o_bias,
             mlp_bias: self.mlp_bias.unwrap_or(false),
+            qk_norm,
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -303,9 +428,10 @@ impl HfConfig {
 
     /// The `config.json` written with a project checkpoint.
     pub fn from_config(cfg: &LlamaConfig, bos: Option<u32>, eos: &[u32]) -> Self {
+        let llama = cfg.family == Family::Llama;
         Self {
-            architectures: Some(vec!["LlamaForCausalLM".into()]),
-            model_type: Some("llama".into()),
+            architectures: Some(vec![cfg.family.architecture().into()]),
+            model_type: Some(cfg.family.model_type().into()),
             vocab_size: cfg.vocab_size,
             hidden_size: cfg.hidden_size,
             intermediate_size: cfg.intermediate_size,
@@ -323,8 +449,12 @@ impl HfConfig {
             rope_parameters: None,
             max_position_embeddings: cfg.max_position_embeddings,
             tie_word_embeddings: Some(cfg.tie_word_embeddings),
-            attention_bias: Some(cfg.attention_bias),
-            mlp_bias: Some(cfg.mlp_bias),
+            // Qwen2's biases are fixed by its class; Llama's and Qwen3's `attention_bias` covers
+            // q, k, v and o alike (the flags agree for every config this project resolves).
+            attention_bias: (cfg.family != Family::Qwen2).then_some(cfg.qkv_bias),
+            mlp_bias: llama.then_some(cfg.mlp_bias),
+            use_sliding_window: (!llama).then_some(false),
+            layer_types: None,
             hidden_act: Some("silu".into()),
             bos_token_id: bos.map(|b| b.into()),
             eos_token_id: match eos {
@@ -367,6 +497,39 @@ mod tests {
         let hf: HfConfig = serde_json::from_str(json).unwrap();
         let err = hf.resolve(Path::new("m/config.json")).unwrap_err().to_string();
         assert!(err.contains("m/config.json") && err.contains("MistralForCausalLM"), "{err}");
+    }
+
+    #[test]
+    fn qwen_families_set_their_options_and_round_trip() {
+        let base = r#""vocab_size":10,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,
+            "num_attention_heads":2,"num_key_value_heads":1"#;
+        let qwen2: HfConfig =
+            serde_json::from_str(&format!(r#"{{"architectures":["Qwen2ForCausalLM"],{base}}}"#)).unwrap();
+        let c2 = qwen2.resolve(Path::new("config.json")).unwrap();
+        assert_eq!(c2.family, Family::Qwen2);
+        assert!(c2.qkv_bias && !c2.o_bias && !c2.qk_norm && c2.head_dim == 4);
+        // transformers' Qwen3Config defaults head_dim to 128, not hidden / heads.
+        let qwen3: HfConfig = serde_json::from_str(&format!(r#"{{"model_type":"qwen3",{base}}}"#)).unwrap();
+        let c3 = qwen3.resolve(Path::new("config.json")).unwrap();
+        assert!(c3.qk_norm && !c3.qkv_bias && !c3.o_bias && c3.head_dim == 128);
+        for c in [c2, c3, LlamaConfig::tiny(10, 16)] {
+            let json = serde_json::to_string(&HfConfig::from_config(&c, None, &[2])).unwrap();
+            let back: HfConfig = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.resolve(Path::new("c")).unwrap(), c, "{json}");
+        }
+        let sliding: HfConfig =
+            serde_json::from_str(&format!(r#"{{"model_type":"qwen2","use_sliding_window":true,{base}}}"#))
+                .unwrap();
+        let err = sliding.resolve(Path::new("m/config.json")).unwrap_err().to_string();
+        assert!(err.contains("m/config.json") && err.contains("use_sliding_window"), "{err}");
+    }
+
+    #[test]
+    fn flags_no_family_can_write_are_rejected() {
+        let mut c = LlamaConfig::tiny(10, 16);
+        c.qk_norm = true;
+        let err = c.validate(Path::new("x")).unwrap_err().to_string();
+        assert!(err.contains("q/k norm true") && err.contains("llama"), "{err}");
     }
 
     #[test]

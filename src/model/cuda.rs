@@ -3,7 +3,7 @@
 //! The inference engine uses the tensor-API defaults of [`InferBackend`] here; bf16 runs as
 //! f32-declared tensors cast to bf16 at load time (burn dispatches on each tensor's dtype).
 
-use super::backend::InferBackend;
+use super::kernels::backend::InferBackend;
 use crate::error::Result;
 
 /// The CUDA backend type used by the pipeline.

@@ -1,16 +1,19 @@
-//! GGUF (llama.cpp's file format, version 2 and 3) for Llama-architecture models: metadata,
+//! GGUF (llama.cpp's file format, version 2 and 3) for Llama, Qwen2 and Qwen3 models: metadata,
 //! tensors dequantised to f32 (the types of [`super::quants`]: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
 //! Q5_1, Q8_0 and the k-quants Q2_K..Q8_K), the tokenizer rebuilt from the embedded vocabulary
-//! and merges, and the architecture from `llama.*` keys.
+//! and merges, and the architecture from the `<general.architecture>.*` keys (`llama.*`,
+//! `qwen2.*`, `qwen3.*`).
 //!
-//! llama.cpp's converter permutes the rows of `attn_q` / `attn_k` for its interleaved RoPE;
-//! [`GgufSource`] undoes that so tensors come out in the Hugging Face layout.
+//! llama.cpp's converter permutes the rows of `attn_q` / `attn_k` of `llama` files for its
+//! interleaved RoPE; [`GgufSource`] undoes that so tensors come out in the Hugging Face layout.
+//! `qwen2` and `qwen3` files are not permuted: llama.cpp rotates them with its NEOX RoPE (the
+//! Hugging Face "rotate half" layout), and its converter writes their q/k rows as they are.
 //! Format reference: ggml's `docs/gguf.md` (header, typed key/values, tensor infos, aligned data).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::config::LlamaConfig;
+use super::config::{Family, LlamaConfig};
 use super::quants;
 use super::tokenizer::Tokenizer;
 use super::weights::{HostTensor, WeightSource};
@@ -177,43 +180,68 @@ impl Gguf {
         })
     }
 
-    /// The architecture from `llama.*` metadata.
-    pub fn config(&self, context: usize) -> Result<LlamaConfig> {
+    /// The family named by `general.architecture`.
+    pub fn family(&self) -> Result<Family> {
         let arch = match self.meta.get("general.architecture") {
             Some(Value::Str(s)) => s.clone(),
             _ => String::new(),
         };
-        if arch != "llama" {
-            return Err(Error::Checkpoint {
+        Family::ALL.into_iter().find(|f| f.model_type() == arch).ok_or_else(|| {
+            let known: Vec<&str> = Family::ALL.iter().map(|f| f.model_type()).collect();
+            Error::Checkpoint {
                 path: self.path.clone(),
-                message: format!("general.architecture = {arch:?}; expected \"llama\""),
-            });
-        }
-        let hidden = self.u("llama.embedding_length")?;
-        let heads = self.u("llama.attention.head_count")?;
+                message: format!("general.architecture = {arch:?}; expected one of {known:?}"),
+            }
+        })
+    }
+
+    /// The architecture from the `<arch>.*` metadata (`llama.*`, `qwen2.*`, `qwen3.*`).
+    pub fn config(&self, context: usize) -> Result<LlamaConfig> {
+        let family = self.family()?;
+        let arch = family.model_type();
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = self.u(&key("embedding_length"))?;
+        let heads = self.u(&key("attention.head_count"))?;
         let vocab = match self.meta.get("tokenizer.ggml.tokens") {
             Some(Value::Array(t)) => t.len(),
-            _ => self.u("llama.vocab_size")?,
+            _ => self.u(&key("vocab_size"))?,
+        };
+        // Head width: `attention.key_length` (written when config.json gives head_dim, as
+        // Qwen3's does), else the RoPE width, else hidden / heads.
+        let head_dim = self
+            .u(&key("attention.key_length"))
+            .or_else(|_| self.u(&key("rope.dimension_count")))
+            .unwrap_or(hidden / heads.max(1));
+        let has = |t: &str| self.tensors.contains_key(t);
+        // llama: biases wherever the file has them (q's bias stands for q, k, v and o, as
+        // `attention_bias` does); qwen2: q, k, v always, o never; qwen3: q/k norms always.
+        let (qkv_bias, o_bias, qk_norm) = match family {
+            Family::Llama => (has("blk.0.attn_q.bias"), has("blk.0.attn_q.bias"), false),
+            Family::Qwen2 => (true, false, false),
+            Family::Qwen3 => (has("blk.0.attn_q.bias"), has("blk.0.attn_q.bias"), true),
         };
         let cfg = LlamaConfig {
+            family,
             vocab_size: vocab,
             hidden_size: hidden,
-            intermediate_size: self.u("llama.feed_forward_length")?,
-            num_layers: self.u("llama.block_count")?,
+            intermediate_size: self.u(&key("feed_forward_length"))?,
+            num_layers: self.u(&key("block_count"))?,
             num_heads: heads,
-            num_kv_heads: self.u("llama.attention.head_count_kv").unwrap_or(heads),
-            head_dim: self.u("llama.rope.dimension_count").unwrap_or(hidden / heads.max(1)),
+            num_kv_heads: self.u(&key("attention.head_count_kv")).unwrap_or(heads),
+            head_dim,
             rms_norm_eps: self
                 .meta
-                .get("llama.attention.layer_norm_rms_epsilon")
+                .get(&key("attention.layer_norm_rms_epsilon"))
                 .and_then(Value::as_f64)
                 .unwrap_or(1e-5),
-            rope_theta: self.meta.get("llama.rope.freq_base").and_then(Value::as_f64).unwrap_or(10_000.0),
+            rope_theta: self.meta.get(&key("rope.freq_base")).and_then(Value::as_f64).unwrap_or(10_000.0),
             rope_scaling: None,
-            max_position_embeddings: self.u("llama.context_length").unwrap_or(context),
-            tie_word_embeddings: !self.tensors.contains_key("output.weight"),
-            attention_bias: self.tensors.contains_key("blk.0.attn_q.bias"),
+            max_position_embeddings: self.u(&key("context_length")).unwrap_or(context),
+            tie_word_embeddings: !has("output.weight"),
+            qkv_bias,
+            o_bias,
             mlp_bias: false,
+            qk_norm,
         };
         cfg.validate(&self.path)?;
         Ok(cfg)
@@ -264,18 +292,37 @@ impl Gguf {
             .build()
             .map_err(|e| bad(format!("cannot build BPE: {e}")))?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        // Digits one by one, then GPT-2's byte-level split (llama.cpp pre-tokenizer "smollm";
-        // also right for plain "gpt2" vocabularies, which never merge across digits groups).
-        let split_digits =
-            matches!(self.meta.get("tokenizer.ggml.pre"), Some(Value::Str(p)) if p == "smollm");
+        let pre_name = match self.meta.get("tokenizer.ggml.pre") {
+            Some(Value::Str(p)) => p.as_str(),
+            _ => "",
+        };
         let byte_level = PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
-        let pre = if split_digits {
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![
+        let pre = match pre_name {
+            // Digits one by one, then GPT-2's byte-level split.
+            "smollm" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
                 PreTokenizerWrapper::Digits(Digits::new(true)),
                 byte_level,
-            ]))
-        } else {
-            byte_level
+            ])),
+            // Qwen2's tokenizer.json (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2): one split regex
+            // (single digits, letter runs with one leading non-letter, ...), then the byte
+            // mapping alone; text is NFC-normalised first.
+            "qwen2" => {
+                use tokenizers::normalizers::unicode::NFC;
+                use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+                let split = Split::new(
+                    SplitPattern::Regex(QWEN2_SPLIT.into()),
+                    tokenizers::SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| bad(format!("cannot build the qwen2 pre-tokenizer: {e}")))?;
+                inner.with_normalizer(Some(NFC)).map_err(|e| bad(format!("cannot set NFC: {e}")))?;
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    PreTokenizerWrapper::Split(split),
+                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
+                ]))
+            }
+            // GPT-2's byte-level split (also right for plain "gpt2" vocabularies).
+            _ => byte_level,
         };
         inner.with_pre_tokenizer(Some(pre));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
@@ -323,6 +370,9 @@ impl Gguf {
         Ok(Some((t.dims.clone(), out)))
     }
 }
+
+/// The split pattern of Qwen2's `tokenizer.json` (also Qwen2.5's and Qwen3's).
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Undoes llama.cpp's q/k row permutation: GGUF row `h * hd + 2 i + j` holds Hugging Face row
 /// `h * hd + j * hd / 2 + i`.
@@ -374,6 +424,8 @@ fn gguf_name(hf: &str) -> Option<String> {
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
         "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "mlp.gate_proj" => "ffn_gate",
         "mlp.up_proj" => "ffn_up",
         "mlp.down_proj" => "ffn_down",
@@ -392,7 +444,10 @@ impl WeightSource for GgufSource<'_> {
         let Some((dims, data)) = self.gguf.tensor_f32(&gname)? else { return Ok(None) };
         // ggml dims are fastest-first; row-major shape is the reverse.
         let shape: Vec<usize> = dims.iter().rev().copied().collect();
-        let data = if gname.ends_with("attn_q.weight") {
+        let permuted = self.cfg.family == Family::Llama;
+        let data = if !permuted {
+            data
+        } else if gname.ends_with("attn_q.weight") {
             unpermute_rows(&data, shape[0], shape[1], self.cfg.num_heads)
         } else if gname.ends_with("attn_k.weight") {
             unpermute_rows(&data, shape[0], shape[1], self.cfg.num_kv_heads)
@@ -477,6 +532,11 @@ mod tests {
             Some("blk.0.ffn_norm.weight")
         );
         assert_eq!(gguf_name("model.embed_tokens.weight").as_deref(), Some("token_embd.weight"));
+        assert_eq!(gguf_name("model.layers.1.self_attn.q_proj.bias").as_deref(), Some("blk.1.attn_q.bias"));
+        assert_eq!(
+            gguf_name("model.layers.2.self_attn.k_norm.weight").as_deref(),
+            Some("blk.2.attn_k_norm.weight")
+        );
         assert_eq!(gguf_name("something.else"), None);
     }
 }

@@ -1,6 +1,11 @@
-//! The Llama decoder (Touvron et al. 2023; Llama-3 as in Dubey et al. 2024) in burn, generic
-//! over the backend: token embedding, RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied
-//! or untied output head, optional LoRA adapters on any projection.
+//! The Llama-family decoder in burn, generic over the backend: token embedding, RMSNorm, RoPE,
+//! grouped-query attention, SwiGLU MLP, tied or untied output head, optional LoRA adapters on
+//! any projection. One network for Llama (Touvron et al. 2023; Llama-3 as in Dubey et al. 2024),
+//! Qwen2 (Yang et al. 2024: biases on q, k, v) and Qwen3 (Yang et al. 2025: RMSNorm of each q
+//! and k head before RoPE, explicit head width); the options are the flags of [`LlamaConfig`].
+//!
+//! Matrix products, norms, attention and SwiGLU are the kernels of [`super::kernels`], which
+//! know nothing of this file.
 //!
 //! Weights are stored `[d_in, d_out]` (burn's row layout), the transpose of the Hugging Face
 //! `[d_out, d_in]`; the loaders and the checkpoint writer transpose at the boundary.
@@ -13,9 +18,9 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
-use super::backend::{InferBackend, Kv};
 use super::config::LlamaConfig;
-use super::fused;
+use super::kernels::backend::{InferBackend, Kv};
+use super::kernels::fused;
 use super::rope::{Rope, RopeAt};
 use crate::rng::Stream;
 
@@ -109,12 +114,13 @@ impl<B: Backend> Clone for Kernels<B> {
 impl<B: Backend> Copy for Kernels<B> {}
 
 impl<B: Backend> Kernels<B> {
-    /// burn's tensor ops.
+    /// burn's tensor ops (with the fused whole-sequence kernels on flex).
     pub fn burn() -> Self {
-        Self { mm: matmul, norm: rms_norm_2d }
+        Self { mm: matmul, norm: fused::rms_norm }
     }
 
-    /// RMSNorm of `x: [.., d]` through `self.norm`.
+    /// RMSNorm (Zhang and Sennrich 2019), `x / sqrt(mean(x^2) + eps) * w`, of `x: [.., d]`
+    /// over its last dim, through `self.norm`.
     fn rms<const D: usize>(&self, x: Tensor<B, D>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, D> {
         let dims = x.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
@@ -127,11 +133,6 @@ impl<B: InferBackend> Kernels<B> {
     pub fn infer() -> Self {
         Self { mm: B::weight_matmul, norm: B::rms_norm_rows }
     }
-}
-
-/// [`rms_norm`] of rows with a plain weight tensor, as a [`Norm`].
-pub fn rms_norm_2d<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
-    rms_norm_with(x, w, eps)
 }
 
 /// One decoder block: pre-norm attention and pre-norm SwiGLU MLP, both residual.
@@ -147,6 +148,10 @@ pub struct Block<B: Backend> {
     pub v: Proj<B>,
     /// Output projection.
     pub o: Proj<B>,
+    /// RMSNorm weight `[head_dim]` of each query head, before RoPE (Qwen3's `q_norm`).
+    pub q_norm: Option<Param<Tensor<B, 1>>>,
+    /// RMSNorm weight `[head_dim]` of each key head, before RoPE (Qwen3's `k_norm`).
+    pub k_norm: Option<Param<Tensor<B, 1>>>,
     /// RMSNorm weight before the MLP.
     pub mlp_norm: Param<Tensor<B, 1>>,
     /// SwiGLU gate.
@@ -179,38 +184,6 @@ pub struct LayerCache<B: Backend> {
     pub k: Tensor<B, 4>,
     /// Values.
     pub v: Tensor<B, 4>,
-}
-
-/// RMSNorm (Zhang and Sennrich 2019): `x / sqrt(mean(x^2) + eps) * w`, last dim.
-pub fn rms_norm<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    w: &Param<Tensor<B, 1>>,
-    eps: f64,
-) -> Tensor<B, D> {
-    rms_norm_with(x, w.val(), eps)
-}
-
-fn rms_norm_with<B: Backend, const D: usize>(x: Tensor<B, D>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, D> {
-    let dims = x.dims();
-    let rows = dims[..D - 1].iter().product::<usize>();
-    fused::rms_norm(x.reshape([rows, dims[D - 1]]), w, eps).reshape(dims)
-}
-
-/// RMSNorm with burn's tensor ops (backends without a fused kernel).
-pub(crate) fn rms_norm_generic<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    w: Tensor<B, 1>,
-    eps: f64,
-) -> Tensor<B, D> {
-    let dt = x.dtype();
-    if dt != DType::F32 {
-        // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
-        let x = x.cast(DType::F32);
-        let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.unsqueeze::<D>();
-    }
-    let ms = (x.clone() * x.clone()).mean_dim(D - 1);
-    x * ms.add_scalar(eps).sqrt().recip() * w.unsqueeze::<D>()
 }
 
 /// Deterministic parameter ids: the `n`-th parameter created gets id `n`, so optimiser state
@@ -266,13 +239,16 @@ impl<B: Backend> Llama<B> {
         let q = c.num_heads * c.head_dim;
         let kv = c.num_kv_heads * c.head_dim;
         let embed = param(&mut ids, normal(&mut s, c.vocab_size * d, std), [c.vocab_size, d], device);
+        let hd = c.head_dim;
         let layers = (0..c.num_layers)
             .map(|_| Block {
                 attn_norm: param(&mut ids, vec![1.0; d], [d], device),
-                q: proj(&mut s, &mut ids, d, q, std, c.attention_bias),
-                k: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
-                v: proj(&mut s, &mut ids, d, kv, std, c.attention_bias),
-                o: proj(&mut s, &mut ids, q, d, out_std, c.attention_bias),
+                q: proj(&mut s, &mut ids, d, q, std, c.qkv_bias),
+                k: proj(&mut s, &mut ids, d, kv, std, c.qkv_bias),
+                v: proj(&mut s, &mut ids, d, kv, std, c.qkv_bias),
+                o: proj(&mut s, &mut ids, q, d, out_std, c.o_bias),
+                q_norm: c.qk_norm.then(|| param(&mut ids, vec![1.0; hd], [hd], device)),
+                k_norm: c.qk_norm.then(|| param(&mut ids, vec![1.0; hd], [hd], device)),
                 mlp_norm: param(&mut ids, vec![1.0; d], [d], device),
                 gate: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
                 up: proj(&mut s, &mut ids, d, c.intermediate_size, std, c.mlp_bias),
@@ -483,6 +459,10 @@ impl<B: Backend> Block<B> {
         let mm = kn.mm;
         let h = kn.rms(x, &self.attn_norm, c.rms_norm_eps);
         let k = self.k.forward_with(h.clone(), mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
+        let k = match &self.k_norm {
+            Some(w) => kn.rms(k, w, c.rms_norm_eps), // per head, over head_dim
+            None => k,
+        };
         let k = r.rope.apply(k, &r.k);
         let v = self.v.forward_with(h, mm).reshape([b, l, c.num_kv_heads, c.head_dim]);
         (k, v)
@@ -502,6 +482,10 @@ impl<B: Backend> Block<B> {
         let mm = kn.mm;
         let h = kn.rms(x.clone(), &self.attn_norm, c.rms_norm_eps);
         let q = self.q.forward_with(h, mm).reshape([b, l, c.num_heads, c.head_dim]);
+        let q = match &self.q_norm {
+            Some(w) => kn.rms(q, w, c.rms_norm_eps), // per head, over head_dim
+            None => q,
+        };
         let q = r.rope.apply(q, &r.q); // [b, l, heads, hd]
         let a = attend(q).reshape([b, l, c.num_heads * c.head_dim]);
         let x = x + self.o.forward_with(a, mm);

@@ -75,11 +75,18 @@ impl ModelSpec {
 /// (backend agreement checks) and `llama-3.1-8b` (benchmarks at the paper's scale).
 pub const PRESETS: &[&str] = &["tiny", "small", "llama-3.1-8b"];
 
-/// The prompt template a tokenizer's special tokens imply.
+/// The prompt template a tokenizer's special tokens imply: Qwen's vocabulary gets `qwen3` when
+/// it has Qwen3's `<think>` token and `qwen` otherwise, before other ChatML vocabularies.
 pub fn template_for(tokenizer: &Tokenizer) -> Template {
     let has = |t: &str| tokenizer.inner().token_to_id(t).is_some();
     if has("<|start_header_id|>") {
         Template::Llama3
+    } else if tokenizer.is_qwen() {
+        if has("<think>") {
+            Template::Qwen3
+        } else {
+            Template::Qwen
+        }
     } else if has("<|im_start|>") {
         Template::Chatml
     } else if has("<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>") {
@@ -132,4 +139,38 @@ pub fn load_gguf<B: Backend>(
     let mut src = GgufSource::new(&g, cfg.clone());
     let model = build_llama::<B>(&cfg, &mut src, device, dtype)?;
     Ok((model, tokenizer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer holding `tokens` at the given ids (only the ids matter here).
+    fn vocab(tokens: &[(&str, u32)], bos: Option<u32>, eos: Vec<u32>) -> Tokenizer {
+        let v = tokens.iter().map(|(t, i)| (t.to_string(), *i)).collect();
+        let model = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab(v)
+            .unk_token("a".into())
+            .build()
+            .unwrap();
+        Tokenizer::with_specials(tokenizers::Tokenizer::new(model), bos, eos)
+    }
+
+    #[test]
+    fn qwen_vocabularies_get_qwen_templates_no_bos_and_both_end_tokens() {
+        let qwen = [("a", 0), ("<|endoftext|>", 151_643), ("<|im_start|>", 151_644), ("<|im_end|>", 151_645)];
+        // Qwen2.5's config.json names <|endoftext|> as BOS and <|im_end|> as eos.
+        let t = vocab(&qwen, Some(151_643), vec![151_645]);
+        assert_eq!(t.bos, None);
+        assert_eq!(t.eos, [151_645, 151_643]);
+        assert_eq!(template_for(&t), Template::Qwen);
+        let mut qwen3 = qwen.to_vec();
+        qwen3.push(("<think>", 151_667));
+        assert_eq!(template_for(&vocab(&qwen3, None, vec![151_645])), Template::Qwen3);
+        // SmolLM2: the same ChatML tokens at other ids stay ChatML, with its own BOS and eos.
+        let smol = [("<|endoftext|>", 0), ("<|im_start|>", 1), ("<|im_end|>", 2), ("a", 3)];
+        let t = vocab(&smol, Some(1), vec![2]);
+        assert_eq!((t.bos, t.eos.clone()), (Some(1), vec![2]));
+        assert_eq!(template_for(&t), Template::Chatml);
+    }
 }

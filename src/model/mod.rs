@@ -1,13 +1,16 @@
-//! The Llama-architecture network, its configuration and its weights' loaders.
+//! The Llama-family decoder (Llama, Qwen2, Qwen3 as options of one network), its
+//! configuration, its weights' loaders, its tokenizers, and below it the CPU kernels.
+//!
+//! Layering: [`kernels`] import nothing from the rest of this folder; the architecture
+//! ([`llama`], [`rope`]) calls kernels; the loaders ([`weights`], [`gguf`], [`load`]) build the
+//! architecture.
 
-pub mod backend;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod cuda_libs;
-pub mod flex_linear;
-pub mod fused;
 pub mod gguf;
+pub mod kernels;
 pub mod llama;
 pub mod load;
 pub mod quants;
@@ -15,5 +18,9 @@ pub mod rope;
 pub mod tokenizer;
 pub mod weights;
 
-pub use config::LlamaConfig;
+// The kernels' modules under their old paths (`model::backend::InferBackend`, `model::fused`),
+// which the engine, trainer and methods import.
+pub use kernels::{backend, flex_linear, fused};
+
+pub use config::{Family, LlamaConfig};
 pub use llama::Llama;

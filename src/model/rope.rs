@@ -143,7 +143,7 @@ impl<B: Backend> Rope<B> {
     pub fn apply(&self, x: Tensor<B, 4>, at: &RopeAt<B>) -> Tensor<B, 4> {
         let [b, l, h, d] = x.dims();
         assert_eq!(h, at.heads, "RoPE tables built for {} heads, applied to {h}", at.heads);
-        let flat = match super::fused::rope(x.reshape([b * l * h, d]), &at.cos, &at.sin) {
+        let flat = match super::kernels::fused::rope(x.reshape([b * l * h, d]), &at.cos, &at.sin) {
             Ok(y) => return y.reshape([b, l, h, d]),
             Err(flat) => flat,
         };

@@ -112,11 +112,18 @@ impl Tokenizer {
     }
 
     /// Wraps a built tokenizer, filling missing special ids from well-known token names.
+    ///
+    /// Qwen's vocabulary ([`is_qwen_vocab`]) gets no BOS whatever the caller found (its
+    /// `config.json` and GGUF name `<|endoftext|>` as BOS, but neither transformers nor llama.cpp
+    /// ever prepends it), and ends generation on both `<|im_end|>` and `<|endoftext|>` (its
+    /// `generation_config.json`).
     pub fn with_specials(inner: tokenizers::Tokenizer, bos: Option<u32>, mut eos: Vec<u32>) -> Self {
+        let qwen = is_qwen_vocab(&inner);
         let find = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
         let bos = bos.or_else(|| {
             find(&["<|begin_of_text|>", "<s>", "<bos>", "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>"])
         });
+        let bos = if qwen { None } else { bos };
         if eos.is_empty() {
             eos.extend(find(&[
                 "<|eot_id|>",
@@ -128,7 +135,8 @@ impl Tokenizer {
             ]));
         }
         // Chat models end a turn with a turn marker even when config.json names another eos.
-        for name in ["<|eot_id|>", "<|im_end|>", "<|eom_id|>"] {
+        let qwen_eos: &[&str] = if qwen { &["<|endoftext|>"] } else { &[] };
+        for &name in ["<|eot_id|>", "<|im_end|>", "<|eom_id|>"].iter().chain(qwen_eos) {
             if let Some(id) = inner.token_to_id(name) {
                 if !eos.contains(&id) {
                     eos.push(id);
@@ -136,6 +144,11 @@ impl Tokenizer {
             }
         }
         Self { inner, bos, eos }
+    }
+
+    /// Whether this is Qwen's vocabulary (Qwen2, Qwen2.5, Qwen3; see [`is_qwen_vocab`]).
+    pub fn is_qwen(&self) -> bool {
+        is_qwen_vocab(&self.inner)
     }
 
     /// The underlying `tokenizers` tokenizer.
@@ -177,6 +190,13 @@ impl Tokenizer {
             message: format!("cannot write tokenizer: {e}"),
         })
     }
+}
+
+/// Qwen's byte-level BPE vocabulary (Qwen2, Qwen2.5, Qwen3 share it): 151,643 merged tokens,
+/// then `<|endoftext|>` = 151643 and `<|im_start|>` = 151644. Other ChatML vocabularies (SmolLM2)
+/// have these tokens at other ids.
+pub fn is_qwen_vocab(t: &tokenizers::Tokenizer) -> bool {
+    t.token_to_id("<|endoftext|>") == Some(151_643) && t.token_to_id("<|im_start|>") == Some(151_644)
 }
 
 fn truncate(s: &str) -> String {

@@ -1,9 +1,12 @@
-//! Weights in the Hugging Face Llama layout: reading `model.safetensors` (single or sharded),
-//! building a [`Llama`] from any [`WeightSource`], and writing project checkpoints
-//! (`config.json` + `model.safetensors` + `tokenizer.json`) that transformers can load.
+//! Weights in the Hugging Face layout of Llama, Qwen2 and Qwen3: reading `model.safetensors`
+//! (single or sharded), building a [`Llama`] from any [`WeightSource`], and writing project
+//! checkpoints (`config.json` + `model.safetensors` + `tokenizer.json`) that transformers can
+//! load.
 //!
-//! Tensor names and shapes are those of `LlamaForCausalLM.state_dict()`; linear weights are
-//! `[out, in]` there and `[in, out]` in [`Llama`], transposed at this boundary.
+//! Tensor names and shapes are those of `LlamaForCausalLM.state_dict()` (the Qwen classes use
+//! the same names, plus `self_attn.{q,k}_norm.weight` in Qwen3 and `.bias` of the projections
+//! that have one); linear weights are `[out, in]` there and `[in, out]` in [`Llama`],
+//! transposed at this boundary.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -228,16 +231,35 @@ pub fn build_llama<B: Backend>(
         let p = format!("model.layers.{i}");
         let attn_norm = need(src, &format!("{p}.input_layernorm.weight"), &[d])?;
         let attn_norm = b.param(attn_norm.data, [d]);
-        let qp = b.proj(src, &format!("{p}.self_attn.q_proj"), d, q, cfg.attention_bias)?;
-        let kp = b.proj(src, &format!("{p}.self_attn.k_proj"), d, kv, cfg.attention_bias)?;
-        let vp = b.proj(src, &format!("{p}.self_attn.v_proj"), d, kv, cfg.attention_bias)?;
-        let op = b.proj(src, &format!("{p}.self_attn.o_proj"), q, d, cfg.attention_bias)?;
+        let qp = b.proj(src, &format!("{p}.self_attn.q_proj"), d, q, cfg.qkv_bias)?;
+        let kp = b.proj(src, &format!("{p}.self_attn.k_proj"), d, kv, cfg.qkv_bias)?;
+        let vp = b.proj(src, &format!("{p}.self_attn.v_proj"), d, kv, cfg.qkv_bias)?;
+        let op = b.proj(src, &format!("{p}.self_attn.o_proj"), q, d, cfg.o_bias)?;
+        let hd = cfg.head_dim;
+        let mut head_norm = |name: &str| -> Result<_> {
+            let w = need(src, &format!("{p}.self_attn.{name}.weight"), &[hd])?;
+            Ok(b.param(w.data, [hd]))
+        };
+        let (q_norm, k_norm) =
+            if cfg.qk_norm { (Some(head_norm("q_norm")?), Some(head_norm("k_norm")?)) } else { (None, None) };
         let mlp_norm = need(src, &format!("{p}.post_attention_layernorm.weight"), &[d])?;
         let mlp_norm = b.param(mlp_norm.data, [d]);
         let gate = b.proj(src, &format!("{p}.mlp.gate_proj"), d, f, cfg.mlp_bias)?;
         let up = b.proj(src, &format!("{p}.mlp.up_proj"), d, f, cfg.mlp_bias)?;
         let down = b.proj(src, &format!("{p}.mlp.down_proj"), f, d, cfg.mlp_bias)?;
-        layers.push(Block { attn_norm, q: qp, k: kp, v: vp, o: op, mlp_norm, gate, up, down });
+        layers.push(Block {
+            attn_norm,
+            q: qp,
+            k: kp,
+            v: vp,
+            o: op,
+            q_norm,
+            k_norm,
+            mlp_norm,
+            gate,
+            up,
+            down,
+        });
     }
     let norm = need(src, "model.norm.weight", &[d])?;
     let norm = b.param(norm.data, [d]);
@@ -250,7 +272,8 @@ pub fn build_llama<B: Backend>(
     Ok(Llama { embed, layers, norm, lm_head, config: cfg.clone() })
 }
 
-/// Random weights for benchmarks at large shapes (an 8B model draws 8e9 values): the
+/// Random weights for benchmarks at large shapes (an 8B model draws 8e9 values) of a Llama
+/// model of `cfg`'s sizes (no biases, no q/k norm; the returned config says so): the
 /// distribution of [`Llama::init`] (normal, std 0.02, output projections scaled by
 /// `1/sqrt(2 layers)`, unit norms), but each chunk of 2^20 values of parameter `p` comes from
 /// its own stream `(seed, "init-chunked", [p, chunk])`, drawn in parallel, and every parameter
@@ -292,7 +315,19 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
         let gate = proj(&mut b, d, f, std);
         let up = proj(&mut b, d, f, std);
         let down = proj(&mut b, f, d, out_std);
-        layers.push(Block { attn_norm, q: qp, k: kp, v: vp, o: op, mlp_norm, gate, up, down });
+        layers.push(Block {
+            attn_norm,
+            q: qp,
+            k: kp,
+            v: vp,
+            o: op,
+            q_norm: None,
+            k_norm: None,
+            mlp_norm,
+            gate,
+            up,
+            down,
+        });
     }
     let norm = b.param(vec![1.0; d], [d]);
     let lm_head = (!cfg.tie_word_embeddings).then(|| {
@@ -300,8 +335,8 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
         b.param(w, [d, v])
     });
     let mut cfg = cfg.clone();
-    cfg.attention_bias = false;
-    cfg.mlp_bias = false;
+    cfg.family = super::config::Family::Llama;
+    (cfg.qkv_bias, cfg.o_bias, cfg.mlp_bias, cfg.qk_norm) = (false, false, false, false);
     Llama { embed, layers, norm, lm_head, config: cfg }
 }
 
@@ -324,6 +359,12 @@ pub fn hf_tensors<B: Backend>(model: &Llama<B>) -> Result<Vec<(String, HostTenso
         let p = format!("model.layers.{i}");
         push(format!("{p}.input_layernorm.weight"), vec![d], host(l.attn_norm.val())?);
         push(format!("{p}.post_attention_layernorm.weight"), vec![d], host(l.mlp_norm.val())?);
+        for (name, norm) in [("q_norm", &l.q_norm), ("k_norm", &l.k_norm)] {
+            if let Some(w) = norm {
+                let hd = w.val().dims()[0];
+                push(format!("{p}.self_attn.{name}.weight"), vec![hd], host(w.val())?);
+            }
+        }
         for (name, proj) in [
             ("self_attn.q_proj", &l.q),
             ("self_attn.k_proj", &l.k),

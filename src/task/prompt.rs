@@ -20,6 +20,14 @@ pub enum Template {
     Deepseek,
     /// ChatML (SmolLM2-Instruct).
     Chatml,
+    /// ChatML with Qwen2.5-Instruct's default system prompt (Qwen2, Qwen2.5 and their Coder and
+    /// Math models).
+    Qwen,
+    /// Qwen3's ChatML: no system message (its template writes none unless given one), and the
+    /// open assistant turn starts with an empty `<think>` block, as the template writes it with
+    /// `enable_thinking=False`: the model answers in the asked format instead of reasoning
+    /// freely first.
+    Qwen3,
 }
 
 impl Template {
@@ -32,10 +40,18 @@ impl Template {
             Template::Plain => None,
             Template::Llama3 => Some("<|eot_id|>"),
             Template::Deepseek => Some("<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"),
-            Template::Chatml => Some("<|im_end|>"),
+            Template::Chatml | Template::Qwen | Template::Qwen3 => Some("<|im_end|>"),
         }
     }
 }
+
+/// The system turn Qwen2.5's chat template writes when the conversation has none.
+const QWEN_SYSTEM: &str =
+    "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n";
+
+/// What Qwen3's template writes after `<|im_start|>assistant\n` of the turn it leaves open,
+/// with `enable_thinking=False`.
+const QWEN3_NO_THINKING: &str = "<think>\n\n</think>\n\n";
 
 /// The zero-shot chain-of-thought instruction for a task kind.
 pub fn instruction(kind: TaskKind) -> &'static str {
@@ -78,13 +94,15 @@ pub fn render_shots(template: Template, kind: TaskKind, shots: &[Shot], question
              <|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         ),
         Template::Deepseek => format!("User: {q}\n{inst}\n\nAssistant: "),
-        Template::Chatml => format!("<|im_start|>user\n{inst}\n\n{q}<|im_end|>\n<|im_start|>assistant\n"),
+        Template::Chatml | Template::Qwen | Template::Qwen3 => {
+            format!("<|im_start|>user\n{inst}\n\n{q}<|im_end|>\n<|im_start|>assistant\n")
+        }
     };
     let end_of_answer = match template {
         Template::Plain => "\n\n\n",
         Template::Llama3 => "<|eot_id|>",
         Template::Deepseek => "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
-        Template::Chatml => "<|im_end|>\n",
+        Template::Chatml | Template::Qwen | Template::Qwen3 => "<|im_end|>\n",
     };
     let mut out = match template {
         Template::Plain => String::new(),
@@ -94,6 +112,8 @@ pub fn render_shots(template: Template, kind: TaskKind, shots: &[Shot], question
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
                 .into()
         }
+        Template::Qwen => QWEN_SYSTEM.into(),
+        Template::Qwen3 => String::new(),
     };
     for s in shots {
         out.push_str(&user(&s.question));
@@ -101,6 +121,10 @@ pub fn render_shots(template: Template, kind: TaskKind, shots: &[Shot], question
         out.push_str(end_of_answer);
     }
     out.push_str(&user(question));
+    if template == Template::Qwen3 {
+        // Only the open turn: Qwen3's template writes earlier answers without a think block.
+        out.push_str(QWEN3_NO_THINKING);
+    }
     out
 }
 
@@ -118,6 +142,10 @@ pub fn chat_turn(template: Template, message: &str) -> String {
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
              <|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
         ),
+        Template::Qwen => format!("{QWEN_SYSTEM}<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"),
+        Template::Qwen3 => {
+            format!("<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n{QWEN3_NO_THINKING}")
+        }
     }
 }
 
@@ -157,6 +185,34 @@ mod tests {
             render(Template::Deepseek, TaskKind::Arith, "Q"),
             "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>User: Q\nSolve the problem step by step. Put a \
              blank line between steps. End with \"The final answer is N.\" where N is a number.\n\nAssistant: "
+        );
+    }
+
+    #[test]
+    fn qwen_templates_match_the_chat_templates_of_qwen25_and_qwen3() {
+        // Qwen2.5-Instruct's tokenizer_config.json chat_template with one user message and
+        // add_generation_prompt=True; Qwen3's with enable_thinking=False.
+        assert_eq!(
+            chat_turn(Template::Qwen, "Hi"),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n\
+             <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            chat_turn(Template::Qwen3, "Hi"),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        );
+        let shots = [Shot { question: "A?".into(), solution: "S".into() }];
+        let inst = instruction(TaskKind::Arith);
+        assert_eq!(
+            render_shots(Template::Qwen3, TaskKind::Arith, &shots, "B?"),
+            format!(
+                "<|im_start|>user\n{inst}\n\nA?<|im_end|>\n<|im_start|>assistant\nS<|im_end|>\n\
+                 <|im_start|>user\n{inst}\n\nB?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+            )
+        );
+        assert!(render(Template::Qwen, TaskKind::Arith, "B?").starts_with(QWEN_SYSTEM));
+        assert!(
+            render(Template::Qwen, TaskKind::Arith, "B?").ends_with("B?<|im_end|>\n<|im_start|>assistant\n")
         );
     }
 

@@ -32,7 +32,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::backend::{grouped_causal_mask, masked_grouped_attention, sum8, sum8_by, sum8_of};
+use super::attention::{grouped_causal_mask, masked_grouped_attention};
+use super::flex_linear;
+use super::reduce::{sum8, sum8_by, sum8_of};
 
 /// The autodiff backend's float tensor over flex (its type is not exported by name).
 type AutodiffTensor<B> = burn::tensor::ops::FloatTensor<Autodiff<B>>;
@@ -160,12 +162,12 @@ macro_rules! wide {
                 unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
                 // The same choice as the inference products (`MCTS_PS_ISA` forces a narrower
                 // one in the tests that compare the bits of every path).
-                match super::flex_linear::Isa::detect() {
+                match flex_linear::Isa::detect() {
                     // SAFETY: `detect` reports AVX-512F only when the CPU has it.
-                    super::flex_linear::Isa::Avx512 => return unsafe { v4($($arg),*) },
+                    flex_linear::Isa::Avx512 => return unsafe { v4($($arg),*) },
                     // SAFETY: `detect` reports AVX2 only when the CPU has it.
-                    super::flex_linear::Isa::Avx2 => return unsafe { v3($($arg),*) },
-                    super::flex_linear::Isa::Scalar => {}
+                    flex_linear::Isa::Avx2 => return unsafe { v3($($arg),*) },
+                    flex_linear::Isa::Scalar => {}
                 }
             }
             imp($($arg),*)
@@ -564,7 +566,7 @@ fn attention_autodiff(
 // RMSNorm
 
 /// RMSNorm of rows `x: [m, d]` with weight `[d]` (the inference engine's kernel,
-/// [`super::flex_linear::rms_norm`], so scoring and decoding normalise to the same bits).
+/// [`flex_linear::rms_norm`], so scoring and decoding normalise to the same bits).
 pub fn rms_norm<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 1>, eps: f64) -> Tensor<B, 2> {
     let f32s = x.dtype() == DType::F32 && w.dtype() == DType::F32;
     if f32s && is::<B, Autodiff<Flex>>() {
@@ -575,9 +577,26 @@ pub fn rms_norm<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 1>, eps: f64) -> Tenso
     if f32s && is::<B, Flex>() {
         let x = prim::<B, FlexTensor, 2>(x);
         let w = prim::<B, FlexTensor, 1>(w);
-        return tensor::<B, _, 2>(super::flex_linear::rms_norm(&x, &w, eps));
+        return tensor::<B, _, 2>(flex_linear::rms_norm(&x, &w, eps));
     }
-    super::llama::rms_norm_generic(x, w, eps)
+    rms_norm_generic(x, w, eps)
+}
+
+/// RMSNorm with burn's tensor ops (backends without a fused kernel), over the last dim.
+pub(crate) fn rms_norm_generic<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let dt = x.dtype();
+    if dt != DType::F32 {
+        // Reduced precision (bf16): normalise in f32, as Hugging Face's LlamaRMSNorm does.
+        let x = x.cast(DType::F32);
+        let ms = (x.clone() * x.clone()).mean_dim(D - 1);
+        return (x * ms.add_scalar(eps).sqrt().recip()).cast(dt) * w.unsqueeze::<D>();
+    }
+    let ms = (x.clone() * x.clone()).mean_dim(D - 1);
+    x * ms.add_scalar(eps).sqrt().recip() * w.unsqueeze::<D>()
 }
 
 /// Rows per block of the weight gradient's partial sums (fixed: the sum order does not depend
@@ -645,7 +664,7 @@ wide! {
 }
 
 fn rms_autodiff(x: AutodiffTensor<Flex>, w: AutodiffTensor<Flex>, eps: f64) -> AutodiffTensor<Flex> {
-    let out = super::flex_linear::rms_norm(&x.primitive, &w.primitive, eps);
+    let out = flex_linear::rms_norm(&x.primitive, &w.primitive, eps);
     match RmsBackward.prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()]).compute_bound().stateful()
     {
         OpsKind::Tracked(prep) => prep.finish((x.primitive, w.primitive, eps), out),
@@ -994,7 +1013,7 @@ mod tests {
             let out = if fused {
                 rms_norm(xt.clone(), wt.clone(), 1e-5)
             } else {
-                crate::model::llama::rms_norm_generic(xt.clone(), wt.clone(), 1e-5)
+                rms_norm_generic(xt.clone(), wt.clone(), 1e-5)
             };
             let gr = (out.clone() * rt()).sum().backward();
             (vals(out), vals(xt.grad(&gr).unwrap()), vals(wt.grad(&gr).unwrap()))

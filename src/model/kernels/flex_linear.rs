@@ -159,7 +159,7 @@ pub fn rms_norm(x: &FlexTensor, w: &FlexTensor, eps: f64) -> FlexTensor {
     let mut out = FlexTensor::empty(shape, DType::F32);
     let eps = eps as f32;
     out.storage_mut::<f32>().par_chunks_mut(d).zip(xs.par_chunks(d)).for_each(|(o, r)| {
-        let inv = (super::backend::sum8_of(r, |v| v * v) / d as f32 + eps).sqrt().recip();
+        let inv = (super::reduce::sum8_of(r, |v| v * v) / d as f32 + eps).sqrt().recip();
         for ((oi, &xi), &wi) in o.iter_mut().zip(r).zip(ws) {
             *oi = xi * inv * wi;
         }

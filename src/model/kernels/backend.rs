@@ -21,10 +21,12 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
+
+pub use super::attention::{grouped_causal_mask, masked_grouped_attention};
+use super::reduce::sum8;
+use super::{flex_linear, fused};
 
 /// Which half of a key/value cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,16 +48,16 @@ pub trait InferBackend: Backend {
         1
     }
 
-    /// Whether the engine should give a tied output head its own row-major copy
-    /// ([`crate::model::Llama::untie_head`]). Default false.
+    /// Whether the engine should give a tied output head its own row-major copy (the
+    /// decoder's `untie_head`). Default false.
     fn untie_head() -> bool {
         false
     }
 
-    /// The inference engine's RMSNorm of rows `x: [m, d]` with weight `[d]`. Default: burn's
-    /// tensor ops ([`crate::model::llama::rms_norm_2d`]).
+    /// The inference engine's RMSNorm of rows `x: [m, d]` with weight `[d]`. Default: the
+    /// whole-sequence kernel [`fused::rms_norm`] (burn's tensor ops off flex).
     fn rms_norm_rows(x: Tensor<Self, 2>, w: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
-        crate::model::llama::rms_norm_2d(x, w, eps)
+        fused::rms_norm(x, w, eps)
     }
 
     /// The inference engine's matrix product `x [m, k] · w [k, n]` (weights, head). Default:
@@ -135,47 +137,6 @@ pub trait InferBackend: Backend {
     }
 }
 
-/// Boolean mask (true = hidden) for grouped query rows: batch row `r` has its first query at
-/// position `starts[r]` (one start broadcasts over the batch); query row `t * group + g` may
-/// see key columns `0..=starts[r] + t`. Shape `[starts.len(), 1, len * group, capacity]`.
-pub fn grouped_causal_mask<B: Backend>(
-    starts: &[usize],
-    len: usize,
-    group: usize,
-    capacity: usize,
-    device: &B::Device,
-) -> Tensor<B, 4, Bool> {
-    let rows = len * group;
-    let mut m = Vec::with_capacity(starts.len() * rows * capacity);
-    for &s in starts {
-        for t in 0..len {
-            for _ in 0..group {
-                m.extend((0..capacity).map(|col| col > s + t));
-            }
-        }
-    }
-    Tensor::from_data(TensorData::new(m, [starts.len(), 1, rows, capacity]), device)
-}
-
-/// Grouped-query attention with burn's `attention`: the query heads sharing a kv head become
-/// extra query rows of that head, `[b, kv_heads, len * group, dim]`, so repeated key/value
-/// heads are never materialised. `q: [b, len, heads, dim]`, `k, v: [b, kv_heads, t, dim]`,
-/// `mask: [b or 1, 1, len * group, t]`. Returns `[b, len, heads, dim]`.
-pub fn masked_grouped_attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: Tensor<B, 4, Bool>,
-) -> Tensor<B, 4> {
-    let [b, l, heads, d] = q.dims();
-    let [_, kvh, t, _] = k.dims();
-    let g = heads / kvh;
-    let q = q.reshape([b, l, kvh, g * d]).swap_dims(1, 2).reshape([b, kvh, l * g, d]);
-    let mask = mask.expand([b, kvh, l * g, t]);
-    let a = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
-    a.reshape([b, kvh, l, g * d]).swap_dims(1, 2).reshape([b, l, heads, d])
-}
-
 fn flex_f32(t: Tensor<Flex, 4>) -> FlexTensor {
     to_flex(t).to_contiguous()
 }
@@ -226,21 +187,21 @@ impl InferBackend for Flex {
         true
     }
 
-    /// A fixed summation order ([`super::flex_linear::rms_norm`]): burn-flex's reductions
-    /// take the CPU's widest vectors, so their rounding differs between AVX2 and AVX-512.
+    /// A fixed summation order ([`flex_linear::rms_norm`]): burn-flex's reductions take the
+    /// CPU's widest vectors, so their rounding differs between AVX2 and AVX-512.
     fn rms_norm_rows(x: Tensor<Self, 2>, w: Tensor<Self, 1>, eps: f64) -> Tensor<Self, 2> {
         if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
-            return crate::model::llama::rms_norm_2d(x, w, eps);
+            return fused::rms_norm(x, w, eps);
         }
-        from_flex(super::flex_linear::rms_norm(&to_flex(x), &to_flex(w), eps))
+        from_flex(flex_linear::rms_norm(&to_flex(x), &to_flex(w), eps))
     }
 
-    /// Column blocks in parallel ([`super::flex_linear`]); burn's `matmul` for other types.
+    /// Column blocks in parallel ([`flex_linear`]); burn's `matmul` for other types.
     fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
         if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
             return x.matmul(w);
         }
-        from_flex(super::flex_linear::linear(&to_flex(x), &to_flex(w)))
+        from_flex(flex_linear::linear(&to_flex(x), &to_flex(w)))
     }
 
     fn kv_cache(
@@ -465,33 +426,6 @@ fn attend_impl(
             *oi *= inv;
         }
     }
-}
-
-/// Sum with 8 interleaved partial sums combined in a fixed tree (vectorises; same bits on
-/// every x86-64 build).
-#[inline(always)]
-pub(crate) fn sum8(x: &[f32]) -> f32 {
-    sum8_of(x, |v| v)
-}
-
-/// [`sum8`] of `f(x_i)`, without materialising the mapped values.
-#[inline(always)]
-pub(crate) fn sum8_of(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    sum8_by(x.len(), |i| f(x[i]))
-}
-
-/// [`sum8`] of `f(i)` for `i in 0..n` (sums over several slices, such as dot products).
-#[inline(always)]
-pub(crate) fn sum8_by(n: usize, f: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let n8 = n / 8 * 8;
-    for c0 in (0..n8).step_by(8) {
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a += f(c0 + i);
-        }
-    }
-    let tail: f32 = (n8..n).map(&f).sum();
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 #[cfg(test)]
