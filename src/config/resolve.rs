@@ -56,6 +56,8 @@ pub struct Resolved {
     pub train_data: DataSource,
     /// Test set.
     pub test_data: DataSource,
+    /// The experiment file (named by errors found after resolving, e.g. in the data).
+    pub file: PathBuf,
 }
 
 struct Check<'a> {
@@ -399,5 +401,14 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
         ));
     }
     let train_seed = exp.seed;
-    Ok(Resolved { label: label.to_string(), train_seed, model, template, train_data, test_data, exp })
+    Ok(Resolved {
+        label: label.to_string(),
+        train_seed,
+        model,
+        template,
+        train_data,
+        test_data,
+        exp,
+        file: file.to_path_buf(),
+    })
 }

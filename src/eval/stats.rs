@@ -61,12 +61,14 @@ pub struct Bootstrap {
     pub resamples: usize,
 }
 
-/// Hierarchical bootstrap of `mean(a - b)` over training seeds and problems: `a[s][i]` and
-/// `b[s][i]` are two methods' accuracies on problem `i` under seed `s` (paired). Each resample
-/// draws the seeds with replacement, then, within each drawn seed, the problems with
-/// replacement (the same problems for both methods), so both sources of variation (which
-/// training seed, which test problems) enter the interval. Deterministic: its draws come from
-/// the stream `(0, "bootstrap", [resamples])`.
+/// Two-way bootstrap of `mean(a - b)` over training seeds and problems: `a[s][i]` and `b[s][i]`
+/// are two methods' accuracies on problem `i` under seed `s` (paired; every seed is evaluated
+/// on the same problems, so seeds and problems are crossed). Each resample draws the seeds with
+/// replacement and, once, the problems with replacement, the same problems for every drawn seed
+/// and both methods, so both sources of variation (which training seed, which test problems)
+/// enter the interval at their own size. With few seeds it has few distinct seed draws (10 with
+/// 3) and understates the seeds' variance by (S - 1) / S: read it beside the t-test over seeds.
+/// Deterministic: its draws come from the stream `(0, "bootstrap", [resamples])`.
 pub fn bootstrap_seeds_problems(a: &[Vec<f64>], b: &[Vec<f64>], resamples: usize) -> Bootstrap {
     assert_eq!(a.len(), b.len(), "paired seeds must align");
     let d: Vec<Vec<f64>> = a
@@ -79,17 +81,18 @@ pub fn bootstrap_seeds_problems(a: &[Vec<f64>], b: &[Vec<f64>], resamples: usize
         .collect();
     let mean_of = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let diff = mean_of(&d.iter().map(|s| mean_of(s)).collect::<Vec<_>>());
+    let problems = d.iter().map(Vec::len).min().unwrap_or(0);
     let mut rng = crate::rng::Stream::new(0, "bootstrap", &[resamples as u64]);
     let mut stats = Vec::with_capacity(resamples);
+    let mut picks = vec![0usize; problems];
     for _ in 0..resamples {
+        let seeds: Vec<usize> = (0..d.len()).map(|_| rng.below(d.len() as u64) as usize).collect();
+        for p in picks.iter_mut() {
+            *p = rng.below(problems as u64) as usize;
+        }
         let mut total = 0.0;
-        for _ in 0..d.len() {
-            let seed = &d[rng.below(d.len() as u64) as usize];
-            let mut sum = 0.0;
-            for _ in 0..seed.len() {
-                sum += seed[rng.below(seed.len() as u64) as usize];
-            }
-            total += sum / seed.len().max(1) as f64;
+        for &s in &seeds {
+            total += picks.iter().map(|&i| d[s][i]).sum::<f64>() / problems.max(1) as f64;
         }
         stats.push(total / d.len().max(1) as f64);
     }
@@ -203,6 +206,19 @@ mod tests {
         // Identical methods: the difference is 0 in every resample, p = 1.
         let r = bootstrap_seeds_problems(&a, &a, 500);
         assert_eq!((r.diff, r.ci, r.p_value), (0.0, (0.0, 0.0), 1.0));
+    }
+
+    #[test]
+    fn bootstrap_draws_the_same_problems_for_every_seed() {
+        // Two seeds with identical per-problem differences (+1 on problem 0, -1 on problem 1):
+        // crossed resampling gives each resample's mean as the mean of the drawn problems, so a
+        // draw of {0, 0} gives +1 (probability 1/4); drawing problems per seed would average two
+        // independent draws and give +1 only with probability 1/16.
+        let a = vec![vec![1.0, 0.0]; 2];
+        let b = vec![vec![0.0, 1.0]; 2];
+        let r = bootstrap_seeds_problems(&a, &b, 4000);
+        assert_eq!(r.diff, 0.0);
+        assert_eq!(r.ci, (-1.0, 1.0), "a quarter of resamples at each extreme");
     }
 
     #[test]

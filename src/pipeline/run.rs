@@ -113,8 +113,6 @@ where
         test_size: 0,
         val_size: 0,
         eval_runs: first.exp.eval.runs,
-        shots: first.exp.task.shots,
-        breakdown: Default::default(),
         runs: vec![],
     };
     let mut total = Counts::default();
@@ -131,12 +129,18 @@ where
         }
         index.test_size = ctx.test_set.len();
         index.val_size = ctx.val_set.len();
-        index.breakdown = crate::stage::problems::groups(&ctx.test_set, &run.config.exp.report.breakdown);
         let rows = run_graph(&mut ctx, &top)?;
         total.computed += ctx.counts.computed;
         total.cached += ctx.counts.cached;
         let warnings = std::mem::take(&mut ctx.warnings);
-        index.runs.push(RunEntry { label: run.label.clone(), seed: run.seed, rows, warnings });
+        index.runs.push(RunEntry {
+            label: run.label.clone(),
+            seed: run.seed,
+            rows,
+            warnings,
+            shots: run.config.exp.task.shots,
+            breakdown: crate::stage::problems::groups(&ctx.test_set, &run.config.exp.report.breakdown),
+        });
     }
     top.finish_and_clear();
     let json = serde_json::to_string_pretty(&index).expect("index serialises");

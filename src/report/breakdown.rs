@@ -28,10 +28,9 @@ fn per_run(m: &Measured, ids: &[u64]) -> Vec<f64> {
 }
 
 /// Mean and SE of a row on `ids`: over runs for one measurement, over the seeds' means for
-/// several (a stage every seed shares counts once).
+/// several (a stage every seed shares counts once: its SE is over runs, and the table marks it).
 pub fn cell(ms: &[Measured], ids: &[u64]) -> Option<(f64, f64)> {
-    let shared = ms.len() > 1 && ms.iter().all(|m| m.eval == ms[0].eval);
-    let ms = if shared { &ms[..1] } else { ms };
+    let ms = if super::is_shared(ms) { &ms[..1] } else { ms };
     match ms {
         [] => None,
         [m] => Some(mean_se(&per_run(m, ids))),
@@ -52,17 +51,24 @@ pub fn tables(groups: &Groups, rows: &[(String, &[Measured])], se_kind: &str) ->
             let _ = write!(head, " {v} (n = {}) |", ids.len());
         }
         let _ = writeln!(md, "{head}\n|---|{}", "---|".repeat(values.len()));
+        let mut shared_any = false;
         for (name, ms) in rows {
+            let mark = if super::is_shared(ms) { " †" } else { "" };
+            shared_any |= !mark.is_empty();
             let mut line = format!("| {name} |");
             for ids in values.values() {
                 match cell(ms, ids) {
                     Some((m, s)) => {
-                        let _ = write!(line, " {:.2} ± {:.2} |", 100.0 * m, 100.0 * s);
+                        let _ = write!(line, " {:.2} ± {:.2}{mark} |", 100.0 * m, 100.0 * s);
                     }
                     None => line.push_str(" / |"),
                 }
             }
             let _ = writeln!(md, "{line}");
+        }
+        if shared_any {
+            let _ =
+                writeln!(md, "\n† One model every training seed shares: its SE is over the evaluation runs.");
         }
         let _ = writeln!(md);
     }

@@ -66,6 +66,13 @@ pub struct RunEntry {
     /// Warnings about its inputs and stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Worked examples in every prompt (`task.shots`; the base model's row is then few-shot).
+    #[serde(default)]
+    pub shots: usize,
+    /// `report.breakdown`: field -> value -> the test problems (ids) with that value, for the
+    /// tables broken down by them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakdown: BTreeMap<String, BTreeMap<String, Vec<u64>>>,
 }
 
 /// `runs.json`: the index the tables are built from.
@@ -86,13 +93,6 @@ pub struct RunIndex {
     pub val_size: usize,
     /// Evaluation runs per cell.
     pub eval_runs: usize,
-    /// Worked examples in every prompt (`task.shots`; the base model's row is then few-shot).
-    #[serde(default)]
-    pub shots: usize,
-    /// `report.breakdown`: field -> value -> the test problems (ids) with that value, for the
-    /// tables broken down by them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub breakdown: BTreeMap<String, BTreeMap<String, Vec<u64>>>,
     /// The runs.
     pub runs: Vec<RunEntry>,
 }
@@ -230,8 +230,19 @@ fn multi_cell(ms: &[Measured], runs: usize) -> String {
     }
 }
 
+/// Mean and SE of a row for the sweep summary: over seeds with several (over runs for a stage
+/// the seeds share), over runs with one.
+fn summary_cell(ms: &[Measured]) -> Option<(f64, f64)> {
+    if ms.is_empty() {
+        return None;
+    }
+    let ms = if is_shared(ms) { &ms[..1] } else { ms };
+    let (m, s, r) = over_seeds(ms);
+    Some((m, if ms.len() > 1 { s } else { r }))
+}
+
 /// Whether the measurements of several seeds are one stage they all share (the base model).
-fn is_shared(ms: &[Measured]) -> bool {
+pub(crate) fn is_shared(ms: &[Measured]) -> bool {
     ms.len() > 1 && ms.iter().all(|m| m.eval == ms[0].eval)
 }
 
@@ -252,11 +263,6 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         Error::Checkpoint { path: idx_path.clone(), message: format!("not a runs index: {e}") }
     })?;
     let cache = dir.join("cache");
-    // The base model's row is few-shot when the prompt shows worked examples.
-    let name = |method: &str, iteration: Option<usize>| match (method, idx.shots) {
-        ("zero_shot_cot", k) if k > 0 => format!("Few-shot CoT ({k} shots)"),
-        _ => display(method, iteration),
-    };
     let setup = if idx.paper.is_empty() { None } else { paper::setup(&idx.paper) };
     // Sweep points in order; the entries of one point are its training seeds.
     let mut groups: Vec<(String, Vec<&RunEntry>)> = Vec::new();
@@ -319,6 +325,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         "diff_vs_zero_shot",
         "diff_se",
         "p_value",
+        "headline_unit",
         "p_value_pooled",
         "bootstrap_low",
         "bootstrap_high",
@@ -334,7 +341,16 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     let mut tuning: Vec<(String, Vec<(&str, String, f64, f64)>)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut by_field = String::new();
+    let mut fields: std::collections::BTreeSet<&str> = Default::default();
     for (label, entries) in &groups {
+        // The base model's row is few-shot when the prompt shows worked examples.
+        let shots = entries[0].shots;
+        let name = |method: &str, iteration: Option<usize>| match (method, shots) {
+            ("zero_shot_cot", k) if k > 0 => format!("Few-shot CoT ({k} shots)"),
+            _ => display(method, iteration),
+        };
+        let breakdown_groups = &entries[0].breakdown;
+        fields.extend(breakdown_groups.keys().map(String::as_str));
         for e in entries {
             for w in &e.warnings {
                 let at = match (label.is_empty(), e.seed) {
@@ -385,7 +401,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         }
         let has_test = rows.iter().any(|r| !r.test.is_empty());
         let has_val = rows.iter().any(|r| !r.val.is_empty());
-        if !idx.breakdown.is_empty() && has_test {
+        if !breakdown_groups.is_empty() && has_test {
             let named: Vec<(String, &[Measured])> = rows
                 .iter()
                 .filter(|r| !r.test.is_empty())
@@ -399,7 +415,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
             } else {
                 format!("mean ± SE over {} evaluation runs", idx.eval_runs)
             };
-            by_field.push_str(&breakdown::tables(&idx.breakdown, &named, &se_kind));
+            by_field.push_str(&breakdown::tables(breakdown_groups, &named, &se_kind));
         }
         let mut head = String::from("| Method |");
         if has_test {
@@ -477,6 +493,9 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                         headline(&cmp, last, |t| format!("{:.6}", t.diff)),
                         headline(&cmp, last, |t| format!("{:.6}", t.se)),
                         headline(&cmp, last, |t| format!("{:.3e}", t.p_value)),
+                        cmp.filter(|_| last)
+                            .map(|c| if c.over_seeds.is_some() { "seeds" } else { "problems" }.to_string())
+                            .unwrap_or_default(),
                         cmp.filter(|_| last).map(|c| format!("{:.3e}", c.pooled.p_value)).unwrap_or_default(),
                         cmp.filter(|_| last).map(|c| format!("{:.6}", c.bootstrap.ci.0)).unwrap_or_default(),
                         cmp.filter(|_| last).map(|c| format!("{:.6}", c.bootstrap.ci.1)).unwrap_or_default(),
@@ -537,25 +556,21 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 let c = compare::compare(&xa, &xb);
                 let _ = writeln!(md, "{}", compare::bullet(&name(&o.r.method, o.r.iteration), &c));
             }
-            let agg = |ms: &[Measured]| {
-                (!ms.is_empty())
-                    .then(|| over_seeds(ms))
-                    .map(|(m, s, r)| (m, if ms.len() > 1 { s } else { r }))
-            };
             sweep_summary.push((
                 label.clone(),
                 name(&b.r.method, b.r.iteration),
-                agg(&b.test),
-                agg(&b.val),
-                zs.and_then(|z| agg(&z.test)),
+                summary_cell(&b.test),
+                summary_cell(&b.val),
+                zs.and_then(|z| summary_cell(&z.test)),
             ));
         } else if let Some(b) = best(&rows, "ours", true).filter(|_| has_val) {
-            let agg = |ms: &[Measured]| {
-                (!ms.is_empty())
-                    .then(|| over_seeds(ms))
-                    .map(|(m, s, r)| (m, if ms.len() > 1 { s } else { r }))
-            };
-            sweep_summary.push((label.clone(), name(&b.r.method, b.r.iteration), None, agg(&b.val), None));
+            sweep_summary.push((
+                label.clone(),
+                name(&b.r.method, b.r.iteration),
+                None,
+                summary_cell(&b.val),
+                None,
+            ));
         }
         let _ = writeln!(
             md,
@@ -636,7 +651,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
         }
     }
     if !by_field.is_empty() {
-        let fields: Vec<&str> = idx.breakdown.keys().map(String::as_str).collect();
+        let fields: Vec<&str> = fields.into_iter().collect();
         let _ = writeln!(
             md,
             "Accuracy by {} (report.breakdown): [table-breakdown.md](table-breakdown.md).\n",

@@ -110,19 +110,6 @@ fn argmax(xs: impl Iterator<Item = f64>) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-/// Selection: from the root, follow the highest-UCB child while the node is fully expanded
-/// (`max_children` children) and not final. Returns the path to the selected node.
-pub fn select(root: &Node, max_children: usize, c: f64) -> Vec<usize> {
-    let mut path = Vec::new();
-    let mut node = root;
-    while !node.is_terminal() && node.children.len() >= max_children {
-        let Some(i) = best_ucb(node, c) else { break };
-        path.push(i);
-        node = &node.children[i];
-    }
-    path
-}
-
 /// Adds `reward` to `Q` and one visit to `N` of every node on `path`, root included.
 pub fn backpropagate(root: &mut Node, path: &[usize], reward: f64) {
     let mut node = root;
@@ -303,17 +290,6 @@ mod tests {
         assert_eq!(advance(&r, Advance::MostVisited, 1.4), Some(2));
         assert_eq!(advance(&r, Advance::BestValue, 1.4), Some(1));
         assert_eq!(advance(&root(vec![]), Advance::Ucb, 1.4), None);
-    }
-
-    #[test]
-    fn selection_descends_only_through_fully_expanded_nonfinal_nodes() {
-        let mut r = root(vec![child(1.0, 1), child(0.0, 1)]);
-        assert_eq!(select(&r, 3, 1.4), Vec::<usize>::new()); // root not fully expanded
-        assert_eq!(select(&r, 2, 1.4), vec![0]); // child 0 has the higher UCB, and no children
-        r.children[0].is_final = true;
-        r.children[0].children.push(child(0.0, 0));
-        r.children[0].children.push(child(0.0, 0));
-        assert_eq!(select(&r, 2, 1.4), vec![0], "final nodes are leaves");
     }
 
     #[test]

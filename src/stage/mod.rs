@@ -17,7 +17,7 @@ use burn::tensor::DType;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-pub use problems::{problem_sets, split_problems, Problems};
+pub use problems::{problem_sets, split_problems, ProblemSets, Problems};
 pub use store::{Key, Store};
 
 use crate::config::Resolved;
@@ -210,7 +210,7 @@ where
     ) -> Result<Self> {
         std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
         progress::start(cfg.exp.progress_seconds);
-        let Problems { train: train_pool, val: val_set, test: test_set, shots, warnings } =
+        let Problems { train: train_pool, val: val_set, test: test_set, shots, warnings, .. } =
             split_problems(&cfg)?;
         // A shard's lines go to its own log (its stderr), not the experiment's run.log.
         let log = if shard().is_some() {

@@ -24,13 +24,15 @@ pub struct Problems {
     pub shots: Vec<Shot>,
     /// Inputs that are accepted but deserve a word (a test set shorter than asked for).
     pub warnings: Vec<String>,
+    /// Records the training and the test file gave, as loaded.
+    pub file_records: (usize, usize),
 }
 
 /// Loads the problem sets, splits off validation and worked examples, and checks that the pool
 /// covers every draw the configuration makes. Both splits use the experiment's `seed` (not a
 /// training seed), so every training seed meets the same validation and test problems.
 pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
-    let (mut train, test, notes) = problem_sets(cfg)?;
+    let ProblemSets { mut train, test, notes, records: file_records } = problem_sets(cfg)?;
     let e = &cfg.exp;
     let t = &e.task;
     let pool_desc = match &cfg.train_data {
@@ -41,7 +43,8 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
     };
     if train.is_empty() {
         return Err(Error::Other(format!(
-            "{}: the training pool is empty; expected at least one problem",
+            "{}: {}: the training pool is empty; expected at least one problem",
+            cfg.file.display(),
             pool_desc
         )));
     }
@@ -67,7 +70,8 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
                 test.iter().flat_map(|p| p.meta.keys().map(String::as_str)).collect();
             let fields: Vec<&str> = fields.into_iter().collect();
             return Err(Error::Other(format!(
-                "report.breakdown: field {field:?} is in no record of the test set ({}); expected one of: {}",
+                "{}: report.breakdown: field {field:?} is in no record of the test set ({}); expected one of: {}",
+                cfg.file.display(),
                 data_name(&cfg.test_data),
                 if fields.is_empty() {
                     "(none: these records have no such fields)".to_string()
@@ -102,8 +106,9 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
     let pool_len = train.len();
     if t.shots + t.val_size >= pool_len {
         return Err(Error::Other(format!(
-            "task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({}); \
+            "{}: task.shots = {} and task.val_size = {} take {} problems out of a training pool of {} ({}); \
              expected fewer, leaving problems to train on",
+            cfg.file.display(),
             t.shots,
             t.val_size,
             t.shots + t.val_size,
@@ -115,7 +120,8 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
         let with_solution: Vec<Problem> = train.iter().filter(|p| p.solution.is_some()).cloned().collect();
         if t.shots > with_solution.len() {
             return Err(Error::Other(format!(
-                "task.shots = {}: the training pool has {} problems with reference solutions; expected at least {}",
+                "{}: task.shots = {}: the training pool has {} problems with reference solutions; expected at least {}",
+                cfg.file.display(),
                 t.shots,
                 with_solution.len(),
                 t.shots
@@ -141,8 +147,9 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
     for (key, n) in needs {
         if n > train.len() {
             return Err(Error::Other(format!(
-                "{key} = {n} but the training pool has {} problems ({}, less task.val_size = {} and \
+                "{}: {key} = {n} but the training pool has {} problems ({}, less task.val_size = {} and \
                  task.shots = {}); expected at most {}",
+                cfg.file.display(),
                 train.len(),
                 pool_desc,
                 t.val_size,
@@ -151,17 +158,30 @@ pub fn split_problems(cfg: &Resolved) -> Result<Problems> {
             )));
         }
     }
-    Ok(Problems { train, val, test, shots, warnings })
+    Ok(Problems { train, val, test, shots, warnings, file_records })
 }
 
-/// Loads or generates the training pool and the test set; the third value lists what the
-/// loaders left out (MATH records with an empty gold answer). A size below a file's length
+/// The training pool and test set as loaded, before validation and worked examples.
+#[derive(Clone, Debug)]
+pub struct ProblemSets {
+    /// The training pool (a subset of its file when `task.train_size` asks).
+    pub train: Vec<Problem>,
+    /// The test set.
+    pub test: Vec<Problem>,
+    /// What the loaders left out (MATH records with an empty gold answer).
+    pub notes: Vec<String>,
+    /// Records the training and the test file gave (before any subset).
+    pub records: (usize, usize),
+}
+
+/// Loads or generates the training pool and the test set. A size below a file's length
 /// (`task.train_size`, `task.test_size`) takes a subset drawn on `seed` (streams
 /// "train-subset", "test-subset") and kept in file order: MATH files are sorted by subject, so
 /// their first lines would be one subject only.
-pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<String>)> {
+pub fn problem_sets(cfg: &Resolved) -> Result<ProblemSets> {
     let t = &cfg.exp.task;
     let mut notes = Vec::new();
+    let mut records = Vec::new();
     let mut read = |source: &DataSource, n: usize, purpose: &str| -> Result<Vec<Problem>> {
         let DataSource::File(kind, p) = source else { unreachable!("files only") };
         let all = match kind {
@@ -172,6 +192,7 @@ pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<S
             }
             _ => gsm8k::load(p)?,
         };
+        records.push(all.len());
         Ok(subset(all, n, cfg.exp.seed, purpose))
     };
     let test = match &cfg.test_data {
@@ -180,6 +201,7 @@ pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<S
         }
         file => read(file, t.test_size, "test-subset")?,
     };
+    let test_records = test.len();
     let train = match &cfg.train_data {
         DataSource::Arith => {
             let exclude: std::collections::HashSet<String> =
@@ -188,7 +210,14 @@ pub fn problem_sets(cfg: &Resolved) -> Result<(Vec<Problem>, Vec<Problem>, Vec<S
         }
         file => read(file, t.train_size, "train-subset")?,
     };
-    Ok((train, test, notes))
+    let train_records = train.len();
+    // A file's records as loaded (a generated set has no file: its size).
+    let (train_records, test_records) = match (&cfg.train_data, &cfg.test_data, records.as_slice()) {
+        (DataSource::File(..), DataSource::File(..), [te, tr]) => (*tr, *te),
+        (_, DataSource::File(..), [te]) => (train_records, *te),
+        _ => (train_records, test_records),
+    };
+    Ok(ProblemSets { train, test, notes, records: (train_records, test_records) })
 }
 
 /// The test problems by the values of each field of `fields` (`report.breakdown`): field ->
@@ -227,7 +256,15 @@ pub fn describe(cfg: &Resolved, p: &Problems) -> Result<Vec<String>> {
                 let lines = bytes.iter().filter(|&&b| b == b'\n').count();
                 let hash = crate::util::sha256_hex(&bytes);
                 let kind = format!("{kind:?}").to_lowercase();
-                format!("{role}: {} ({kind} format, {lines} lines, sha256 {})", path.display(), &hash[..12])
+                let records = match role {
+                    "training file" => p.file_records.0,
+                    _ => p.file_records.1,
+                };
+                format!(
+                    "{role}: {} ({kind} format, {lines} lines, {records} records loaded, sha256 {})",
+                    path.display(),
+                    &hash[..12]
+                )
             }
         })
     };
