@@ -1,7 +1,11 @@
-//! The reduced-precision code path (what `--dtype bf16` runs on the GPU), exercised on the CPU
-//! backend: a bf16 copy of a random `small` Llama must give the f32 model's logits within 2e-2
-//! of their scale, through the full forward and through the engine's cached decode path; LoRA
-//! and full fine-tuning must learn on a bf16 base.
+//! Reduced precision. The GPU's code path (`--dtype bf16` on cuda: every parameter and the
+//! activations in bf16), exercised on the CPU backend through `Llama::cast`: a bf16 copy of a
+//! random `small` Llama must give the f32 model's logits within 2e-2 of their scale, through the
+//! full forward and through the engine's cached decode path; LoRA and full fine-tuning must
+//! learn on a bf16 base. And the CPU's own bf16 (`--dtype bf16` on cpu: bf16 matrices, f32
+//! norms, activations and products): its logits equal those of the f32 model whose matrices
+//! hold the same bf16-rounded values, bit for bit, and its training copy starts from those
+//! values in f32.
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
@@ -23,8 +27,9 @@ fn bf16_logits_follow_f32_within_two_percent() {
     let dev = Default::default();
     let spec = ModelSpec::parse("preset:small:3").unwrap();
     let (m32, tok) = load_model::<Flex>(&spec, 64, &dev, DType::F32).unwrap();
-    let (m16, _) = load_model::<Flex>(&spec, 64, &dev, DType::BF16).unwrap();
+    let m16 = m32.clone().cast(DType::BF16);
     assert_eq!(m16.embed.val().dtype(), DType::BF16);
+    assert_eq!(m16.act_dtype(), DType::BF16);
     let ids: Vec<u32> =
         tok.encode("Ann has 9 apples. She buys 4 more. How many apples does Ann have now?").unwrap();
     let n = ids.len();
@@ -86,7 +91,8 @@ fn loss_after(model: Llama<AB>, steps: Option<usize>) -> (Llama<AB>, f64) {
 #[test]
 fn lora_trains_f32_adapters_on_a_bf16_base() {
     let spec = ModelSpec::parse("preset:tiny:4").unwrap();
-    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::BF16).unwrap();
+    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::F32).unwrap();
+    let base = base.cast(DType::BF16);
     let targets: Vec<String> = ["q", "v", "down"].iter().map(|s| s.to_string()).collect();
     let model = mcts_ps::train::lora::add_lora(base.clone(), 4, 8.0, &targets, 1);
     let (_, first) = loss_after(model.clone(), Some(1));
@@ -102,11 +108,61 @@ fn lora_trains_f32_adapters_on_a_bf16_base() {
 #[test]
 fn full_fine_tuning_keeps_bf16_weights_and_learns() {
     let spec = ModelSpec::parse("preset:tiny:4").unwrap();
-    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::BF16).unwrap();
+    let (base, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::F32).unwrap();
+    let base = base.cast(DType::BF16);
     let (_, first) = loss_after(base.clone(), Some(1));
     let (trained, last) = loss_after(base.clone(), None);
     assert!(last.is_finite() && last < first - 0.5, "loss {first} -> {last}");
     let w = trained.layers[0].q.weight.val();
     assert_eq!(w.dtype(), DType::BF16, "weights stay bf16 (the optimiser works in f32)");
     assert_ne!(w.into_data(), base.layers[0].q.weight.val().into_data());
+}
+
+#[test]
+fn cpu_bf16_stores_matrices_in_bf16_and_computes_the_f32_models_bits_on_their_values() {
+    let dev = Default::default();
+    let spec = ModelSpec::parse("preset:small:5").unwrap();
+    let (m16, tok) = load_model::<Flex>(&spec, 64, &dev, DType::BF16).unwrap();
+    assert_eq!(m16.layers[0].q.weight.val().dtype(), DType::BF16);
+    assert_eq!(m16.embed.val().dtype(), DType::BF16);
+    assert_eq!(m16.norm.val().dtype(), DType::F32, "norms stay f32");
+    assert_eq!(m16.act_dtype(), DType::F32, "activations stay f32");
+    // The same values in f32: the training backend's copy, and the f32 model cast through bf16.
+    let (mt, _) = load_model::<AB>(&spec, 64, &Default::default(), DType::BF16).unwrap();
+    assert_eq!(mt.layers[0].q.weight.val().dtype(), DType::F32);
+    let as_f32 = |t: Tensor<Flex, 2>| t.cast(DType::F32).into_data().to_vec::<f32>().unwrap();
+    assert_eq!(
+        as_f32(m16.layers[0].q.weight.val()),
+        mt.layers[0].q.weight.val().into_data().to_vec::<f32>().unwrap(),
+        "training starts from the values inference uses"
+    );
+    let (m32, _) = load_model::<Flex>(&spec, 64, &dev, DType::F32).unwrap();
+    let storage =
+        mcts_ps::model::weights::Storage { matrices: DType::F32, vectors: DType::F32, bf16_values: true };
+    let rounded = m32.clone().to_storage(storage);
+    let ids: Vec<u32> = tok.encode("Ann has 9 apples. She buys 4 more. How many now?").unwrap();
+    let mut e16 = Engine::new(m16, tok.clone(), 4, 64, 0, &dev);
+    let mut er = Engine::new(rounded, tok.clone(), 4, 64, 0, &dev);
+    let e32 = Engine::new(m32, tok, 1, 64, 0, &dev);
+    let (a, b, c) = (e16.logits(&ids).unwrap(), er.logits(&ids).unwrap(), e32.logits(&ids).unwrap());
+    assert_eq!(a, b, "bf16 matrices give the f32 product's bits on the same values");
+    // The engine's cached decode path (the bf16 kernel), sampled: the same tokens.
+    let reqs = || -> Vec<mcts_ps::infer::Request> {
+        (0..3)
+            .map(|i| mcts_ps::infer::Request {
+                prompt: ids[..ids.len() - i].to_vec(),
+                max_new_tokens: 12,
+                temperature: 0.8,
+                top_p: 1.0,
+                stop: mcts_ps::infer::Stop::Never,
+                rng: mcts_ps::rng::Stream::new(0, "bf16-test", &[i as u64]),
+            })
+            .collect()
+    };
+    let t16: Vec<Vec<u32>> = e16.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
+    let tr: Vec<Vec<u32>> = er.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
+    assert_eq!(t16, tr);
+    let r = rel_max(&c, &a);
+    eprintln!("cpu bf16 vs f32 relative max logit difference {r:.2e}");
+    assert!(r > 0.0 && r < 2e-2, "cpu bf16 vs f32: {r}");
 }

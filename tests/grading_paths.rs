@@ -121,7 +121,12 @@ fn a_leaf_at_the_depth_limit_is_simulated_to_its_answer() {
         .collect(),
     );
     let mut out = Vec::new();
-    search.run(&mut policy, &[problem("2")], &HashSet::new(), |r| Ok(out.push(r))).unwrap();
+    search
+        .run(&mut policy, &[problem("2")], &HashSet::new(), |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
     assert!(policy.0.is_empty(), "every re-simulation drew its own sample");
     let root = &out[0].trees[0].root;
     let (a, b) = (&root.children[0], &root.children[1]);
@@ -156,7 +161,12 @@ fn a_step_cut_by_the_token_limit_is_never_trained() {
         .collect(),
     );
     let mut out = Vec::new();
-    search.run(&mut policy, &[problem("2")], &HashSet::new(), |r| Ok(out.push(r))).unwrap();
+    search
+        .run(&mut policy, &[problem("2")], &HashSet::new(), |r| {
+            out.push(r);
+            Ok(())
+        })
+        .unwrap();
     let t = &out[0].trees[0];
     assert!(t.root.children[1].truncated && !t.root.children[0].truncated);
     let recs = records(t, 1.0);

@@ -29,7 +29,8 @@ pub struct ModelArgs {
     /// Compute backend (cuda needs a build with `--features cuda`).
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
-    /// Weight and activation type (bf16 on cuda only).
+    /// Weight type: bf16 on cuda stores weights and activations in bf16; on cpu it stores the
+    /// matrices in bf16 (norms, biases, activations and products in f32).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 }
@@ -42,7 +43,7 @@ macro_rules! on_backend {
         $crate::cli::model::check_backend(m)?;
         match m.backend {
             $crate::config::schema::Backend::Cpu => {
-                $f::<burn::backend::Flex>($($a,)* &Default::default(), burn::tensor::DType::F32)
+                $f::<burn::backend::Flex>($($a,)* &Default::default(), m.dtype.burn())
             }
             #[cfg(feature = "cuda")]
             $crate::config::schema::Backend::Cuda => {
@@ -58,12 +59,7 @@ pub(crate) use on_backend;
 /// Refuses a backend/dtype pair this build or machine cannot run, before any work.
 pub fn check_backend(m: &ModelArgs) -> Result<()> {
     match (m.backend, m.dtype) {
-        (BackendKind::Cpu, Dtype::Bf16) => Err(Error::Argument {
-            arg: "--dtype".into(),
-            found: "bf16 with --backend cpu".into(),
-            expected: "f32 on cpu (bf16 is for --backend cuda)".into(),
-        }),
-        (BackendKind::Cpu, Dtype::F32) => Ok(()),
+        (BackendKind::Cpu, _) => Ok(()),
         #[cfg(feature = "cuda")]
         (BackendKind::Cuda, _) => crate::model::cuda::check_runtime(),
         #[cfg(not(feature = "cuda"))]

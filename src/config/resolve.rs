@@ -6,7 +6,7 @@ use figment::Figment;
 use serde::Serialize;
 
 use super::layers::{source_name, DEFAULTS_NAME};
-use super::schema::{Backend, Dtype, Experiment, TrainMode};
+use super::schema::{Backend, Experiment, TrainMode};
 use crate::error::{Error, Result};
 use crate::task::prompt::Template;
 use crate::task::TaskKind;
@@ -186,13 +186,6 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
             "model.backend",
             "\"cuda\", but this runner was built without CUDA",
             "\"cpu\", or rebuild with `cargo build --release --features cuda`",
-        ));
-    }
-    if m.dtype == Dtype::Bf16 && m.backend != Backend::Cuda {
-        return Err(c.fail(
-            "model.dtype",
-            "\"bf16\" on the cpu backend",
-            "\"f32\" on cpu (bf16 is for backend = \"cuda\")",
         ));
     }
     let template = match m.template.as_str() {

@@ -88,9 +88,11 @@ impl<B: Backend> Proj<B> {
 /// backend's [`InferBackend::weight_matmul`].
 pub type MatMul<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
 
-/// burn's matrix product, as a [`MatMul`].
+/// burn's matrix product, as a [`MatMul`]; a weight stored in another type than the
+/// activations (bf16 matrices on the CPU) is widened to theirs first.
 pub fn matmul<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
-    x.matmul(w)
+    let dt = x.dtype();
+    x.matmul(like(w, dt))
 }
 
 /// RMSNorm of rows `[m, d]` with weight `[d]` and epsilon.
@@ -261,6 +263,36 @@ impl<B: Backend> Llama<B> {
         Self { embed, layers, norm, lm_head, config: c.clone() }
     }
 
+    /// The parameters stored as `s` says (matrices and vectors in their types, matrices
+    /// rounded to bf16 values when asked; ids and trainability kept).
+    pub fn to_storage(self, s: crate::model::weights::Storage) -> Self {
+        struct Store(crate::model::weights::Storage);
+        impl<B: Backend> burn::module::ModuleMapper<B> for Store {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+                let (dtype, round) = (self.0.dtype(D), D == 2 && self.0.bf16_values);
+                param.map(|t| {
+                    let grad = t.is_require_grad();
+                    let mut t = t.set_require_grad(false);
+                    if round && t.dtype() == DType::F32 {
+                        t = t.cast(DType::BF16).cast(DType::F32);
+                    }
+                    let t = like(t, dtype);
+                    if grad {
+                        t.require_grad()
+                    } else {
+                        t
+                    }
+                })
+            }
+        }
+        self.map(&mut Store(s))
+    }
+
+    /// The activations' type: the norms' (f32 when only the matrices are bf16).
+    pub fn act_dtype(&self) -> DType {
+        self.norm.val().dtype()
+    }
+
     /// Every float parameter cast to `dtype` (ids and trainability kept).
     pub fn cast(self, dtype: DType) -> Self {
         struct Cast(DType);
@@ -303,7 +335,7 @@ impl<B: Backend> Llama<B> {
     pub fn embed(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [b, l] = tokens.dims();
         let d = self.config.hidden_size;
-        self.embed.val().select(0, tokens.reshape([b * l])).reshape([b, l, d])
+        like(self.embed.val().select(0, tokens.reshape([b * l])), self.act_dtype()).reshape([b, l, d])
     }
 
     /// Final norm and output head: `[.., hidden] -> [.., vocab]` logits.
@@ -355,7 +387,7 @@ impl<B: Backend> Llama<B> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
-        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.embed.val().dtype());
+        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.act_dtype());
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
             let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, Kernels::burn()); // [b, l, kvh, hd]
@@ -370,7 +402,7 @@ impl<B: InferBackend> Llama<B> {
     /// backend).
     pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> Vec<LayerCache<B>> {
         let (h, d) = (self.config.num_kv_heads, self.config.head_dim);
-        let dtype = self.embed.val().dtype();
+        let dtype = self.act_dtype();
         (0..self.config.num_layers)
             .map(|_| LayerCache {
                 k: like(B::kv_cache(Kv::Key, batch, h, capacity, d, device), dtype),
@@ -397,7 +429,7 @@ impl<B: InferBackend> Llama<B> {
         let [_, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = starts.iter().flat_map(|&s| s..s + l).collect();
-        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.embed.val().dtype());
+        let ropes = Ropes::new(rope, &positions, &self.config, &device, self.act_dtype());
         let mut x = self.embed(tokens);
         let mut out = Vec::with_capacity(cache.len());
         for (layer, lc) in self.layers.iter().zip(cache) {

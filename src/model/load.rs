@@ -106,7 +106,13 @@ pub fn load_model<B: Backend>(
     match spec {
         ModelSpec::Preset { name, seed } => {
             let tokenizer = Tokenizer::word_level(&crate::task::arith::words());
-            let cast = |m: Llama<B>| if dtype == DType::F32 { m } else { m.cast(dtype) };
+            let cast = |m: Llama<B>| {
+                if dtype == DType::F32 {
+                    m
+                } else {
+                    m.to_storage(crate::model::weights::Storage::of::<B>(dtype))
+                }
+            };
             match name.as_str() {
                 "tiny" => {
                     let mut cfg = LlamaConfig::tiny(tokenizer.vocab_size(), context);

@@ -177,18 +177,71 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// How a model's parameters are stored: matrices (projections, embedding, output head) and
+/// vectors (norms, biases) may differ, and activations follow the vectors' type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storage {
+    /// Projections, embedding, output head.
+    pub matrices: DType,
+    /// Norms and biases (and so the activations).
+    pub vectors: DType,
+    /// Matrices hold bf16-rounded values (stored in `matrices`).
+    pub bf16_values: bool,
+}
+
+impl Storage {
+    /// How `dtype` is stored on backend `B`. f32: everything f32. bf16 on the CPU's inference
+    /// backend (flex): bf16 matrices (half the bytes a decode step streams), f32 norms, biases
+    /// and activations. bf16 on the CPU's training backend (autodiff flex): f32 everywhere with
+    /// the matrices rounded to bf16 values, so training starts from the weights inference
+    /// uses. Any other backend (CUDA): everything in `dtype`.
+    pub fn of<B: Backend>(dtype: DType) -> Self {
+        use std::any::TypeId;
+        let b = TypeId::of::<B>();
+        let cpu_infer = b == TypeId::of::<burn::backend::Flex>();
+        let cpu_train = b == TypeId::of::<burn::backend::Autodiff<burn::backend::Flex>>();
+        match dtype {
+            DType::BF16 if cpu_infer => {
+                Self { matrices: DType::BF16, vectors: DType::F32, bf16_values: true }
+            }
+            DType::BF16 if cpu_train => Self { matrices: DType::F32, vectors: DType::F32, bf16_values: true },
+            d => Self { matrices: d, vectors: d, bf16_values: d == DType::BF16 },
+        }
+    }
+
+    /// The type a parameter of rank `rank` is stored in.
+    pub fn dtype(self, rank: usize) -> DType {
+        if rank == 2 {
+            self.matrices
+        } else {
+            self.vectors
+        }
+    }
+}
+
+/// `v` rounded to the nearest bf16 value (ties to even), as f32.
+pub fn round_to_bf16(v: &mut [f32]) {
+    for x in v {
+        *x = half::bf16::from_f32(*x).to_f32();
+    }
+}
+
 /// Builds parameters with ids 1, 2, ... in a fixed order (as [`Llama::init`] does).
 struct Builder<'a, B: Backend> {
     next: u64,
     device: &'a B::Device,
-    dtype: DType,
+    storage: Storage,
 }
 
 impl<B: Backend> Builder<'_, B> {
-    fn param<const D: usize>(&mut self, data: Vec<f32>, shape: [usize; D]) -> Param<Tensor<B, D>> {
+    fn param<const D: usize>(&mut self, mut data: Vec<f32>, shape: [usize; D]) -> Param<Tensor<B, D>> {
         self.next += 1;
+        let dtype = self.storage.dtype(D);
+        if D == 2 && self.storage.bf16_values && dtype == DType::F32 {
+            round_to_bf16(&mut data);
+        }
         let t = Tensor::<B, D>::from_data(TensorData::new(data, shape), self.device);
-        let t = if self.dtype == DType::F32 { t } else { t.cast(self.dtype) };
+        let t = if dtype == DType::F32 { t } else { t.cast(dtype) };
         Param::initialized(ParamId::from(self.next), t.require_grad())
     }
 
@@ -219,7 +272,7 @@ pub fn build_llama<B: Backend>(
     device: &B::Device,
     dtype: DType,
 ) -> Result<Llama<B>> {
-    let mut b = Builder::<B> { next: 0, device, dtype };
+    let mut b = Builder::<B> { next: 0, device, storage: Storage::of::<B>(dtype) };
     let (d, v) = (cfg.hidden_size, cfg.vocab_size);
     let q = cfg.num_heads * cfg.head_dim;
     let kv = cfg.num_kv_heads * cfg.head_dim;
@@ -282,7 +335,7 @@ pub fn build_llama<B: Backend>(
 pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device, dtype: DType) -> Llama<B> {
     use rayon::prelude::*;
     const CHUNK: usize = 1 << 20;
-    let mut b = Builder::<B> { next: 0, device, dtype };
+    let mut b = Builder::<B> { next: 0, device, storage: Storage::of::<B>(dtype) };
     let normal = |b: &mut Builder<B>, n: usize, std: f64| -> Vec<f32> {
         let p = b.next + 1; // the id this parameter will get
         (0..n.div_ceil(CHUNK))

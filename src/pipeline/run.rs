@@ -49,8 +49,10 @@ pub fn run_experiment(loaded: &Loaded) -> Result<()> {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(first.exp.threads).build_global();
     }
     match (first.exp.model.backend, first.exp.model.dtype) {
-        (Backend::Cpu, _) => {
-            run_all::<burn::backend::Autodiff<burn::backend::Flex>>(loaded, Default::default(), DType::F32)
+        // bf16 on the CPU: bf16 matrices for inference, f32 training on the same values
+        // (`model::weights::Storage`).
+        (Backend::Cpu, dtype) => {
+            run_all::<burn::backend::Autodiff<burn::backend::Flex>>(loaded, Default::default(), dtype.burn())
         }
         #[cfg(feature = "cuda")]
         (Backend::Cuda, dtype) => {

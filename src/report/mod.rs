@@ -230,6 +230,9 @@ fn multi_cell(ms: &[Measured], runs: usize) -> String {
     }
 }
 
+/// A method's best validation result in one run of a sweep: method, row name, mean, SE.
+type Best<'a> = (&'a str, String, f64, f64);
+
 /// Mean and SE of a row for the sweep summary: over seeds with several (over runs for a stage
 /// the seeds share), over runs with one.
 fn summary_cell(ms: &[Measured]) -> Option<(f64, f64)> {
@@ -338,7 +341,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
     let mut sweep_summary = Vec::new();
     // Per sweep point, each trained method's best validation accuracy (over its iterations):
     // the same choice for every method.
-    let mut tuning: Vec<(String, Vec<(&str, String, f64, f64)>)> = Vec::new();
+    let mut tuning: Vec<(String, Vec<Best>)> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut by_field = String::new();
     let mut fields: std::collections::BTreeSet<&str> = Default::default();

@@ -198,7 +198,7 @@ impl InferBackend for Flex {
 
     /// Column blocks in parallel ([`flex_linear`]); burn's `matmul` for other types.
     fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
-        if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        if !flex_linear::supports(x.dtype(), w.dtype()) {
             return x.matmul(w);
         }
         from_flex(flex_linear::linear(&to_flex(x), &to_flex(w)))

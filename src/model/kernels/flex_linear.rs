@@ -13,6 +13,11 @@
 //! into a zero-padded row-major scratch block). Blocks run in parallel on the rayon pool when
 //! the weight is large enough to be worth it.
 //!
+//! Weights may be stored in bf16 (`model.dtype = "bf16"` on the CPU: half the bytes to stream,
+//! which is what bounds decoding at small batches): each weight is widened to f32 exactly as it
+//! is loaded (a 16-bit shift) and the product runs in f32 as below, so a bf16 weight gives the
+//! bits the f32 kernel gives on the same (bf16-rounded) values, on every instruction set.
+//!
 //! Numbers: every output element is `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))`, one fused
 //! multiply-add per `k` in index order, whatever the instruction set (AVX-512, AVX2, or the
 //! scalar `mul_add` fallback), the tile, the block, the thread count, or which other rows share
@@ -83,12 +88,41 @@ impl Isa {
     }
 }
 
+/// A weight element the kernel streams: f32, or bf16 kept as its bits.
+pub trait Weight: Copy + Send + Sync + 'static {
+    /// Its value in f32 (exact for both).
+    fn to_f32(self) -> f32;
+    /// Zero, for padding a ragged block.
+    const ZERO: Self;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    const ZERO: Self = 0.0;
+}
+
+/// A bf16 value as its 16 bits (the high half of an f32).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Bf16Bits(pub u16);
+
+impl Weight for Bf16Bits {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.0) << 16)
+    }
+    const ZERO: Self = Bf16Bits(0);
+}
+
 /// Operands of one product, as raw parts (row and column strides in elements).
 #[derive(Clone, Copy)]
-struct Operands {
+struct Operands<W> {
     x: *const f32,
     x_rs: usize,
-    w: *const f32,
+    w: *const W,
     w_rs: isize,
     w_cs: isize,
     y: *mut f32,
@@ -97,17 +131,38 @@ struct Operands {
     n: usize,
 }
 // SAFETY: blocks read shared inputs and write disjoint output columns (see `block`).
-unsafe impl Send for Operands {}
-unsafe impl Sync for Operands {}
+unsafe impl<W> Send for Operands<W> {}
+unsafe impl<W> Sync for Operands<W> {}
 
-/// `x [m, k] · w [k, n]` in f32 (any strides); the output is contiguous `[m, n]`.
+/// `x [m, k] · w [k, n]` with `x` in f32 and `w` in f32 or bf16 (any strides); the output is
+/// contiguous f32 `[m, n]`.
 pub fn linear(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
     linear_with(x, w, Isa::detect())
 }
 
+/// Whether [`linear`] takes these operands (f32 activations, f32 or bf16 weights).
+pub fn supports(x: DType, w: DType) -> bool {
+    x == DType::F32 && (w == DType::F32 || w == DType::BF16)
+}
+
 /// [`linear`] on a given instruction set (which must be supported; see [`Isa::best`]).
 pub fn linear_with(x: &FlexTensor, w: &FlexTensor, isa: Isa) -> FlexTensor {
-    assert!(x.dtype() == DType::F32 && w.dtype() == DType::F32, "flex linear: f32 operands");
+    assert!(supports(x.dtype(), w.dtype()), "flex linear: f32 activations, f32 or bf16 weights");
+    match w.dtype() {
+        DType::BF16 => {
+            // SAFETY: bf16 storage is 2-byte values with the bf16 bit layout.
+            let ws: &[half::bf16] = w.storage::<half::bf16>();
+            let bits = unsafe { std::slice::from_raw_parts(ws.as_ptr() as *const Bf16Bits, ws.len()) };
+            linear_typed(x, w, bits, isa)
+        }
+        _ => linear_typed(x, w, w.storage::<f32>(), isa),
+    }
+}
+
+fn linear_typed<W: Weight>(x: &FlexTensor, w: &FlexTensor, w_storage: &[W], isa: Isa) -> FlexTensor
+where
+    Isa: Kernel<W>,
+{
     let (xs, ws) = (x.layout().shape(), w.layout().shape());
     assert!(xs.num_dims() == 2 && ws.num_dims() == 2 && xs[1] == ws[0], "flex linear: shapes");
     let (m, k, n) = (xs[0], xs[1], ws[1]);
@@ -120,7 +175,7 @@ pub fn linear_with(x: &FlexTensor, w: &FlexTensor, isa: Isa) -> FlexTensor {
     let ops = Operands {
         x: x.storage::<f32>().as_ptr(),
         x_rs: k,
-        w: w.storage::<f32>()[w.layout().start_offset()..].as_ptr(),
+        w: w_storage[w.layout().start_offset()..].as_ptr(),
         w_rs: wst[0],
         w_cs: wst[1],
         y: out.storage_mut::<f32>().as_mut_ptr(),
@@ -133,7 +188,7 @@ pub fn linear_with(x: &FlexTensor, w: &FlexTensor, isa: Isa) -> FlexTensor {
     let run = |b: usize| {
         // SAFETY: `ops` describes live tensors of the shapes checked above; block `b` writes
         // only output columns b * nb .. (b + 1) * nb.
-        unsafe { block(isa, &ops, b * nb) }
+        unsafe { isa.column_block(&ops, b * nb) }
     };
     if k * n >= PARALLEL_WEIGHT_ELEMS && blocks > 1 && rayon::current_num_threads() > 1 {
         (0..blocks)
@@ -167,38 +222,59 @@ pub fn rms_norm(x: &FlexTensor, w: &FlexTensor, eps: f64) -> FlexTensor {
     out
 }
 
-/// One column block starting at `c0`, all rows.
-unsafe fn block(isa: Isa, o: &Operands, c0: usize) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => block_avx512(o, c0),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => block_avx2(o, c0),
-        _ => block_impl::<16, ScalarTile>(o, c0),
-    }
+/// The column-block kernel of an instruction set for weights of type `W`.
+pub trait Kernel<W: Weight> {
+    /// One column block starting at `c0`, all rows.
+    ///
+    /// # Safety
+    /// `o` describes live buffers of the shapes it names, `c0 < o.n`, the instruction set is
+    /// supported by this CPU, and no other call writes the block's output columns.
+    #[allow(private_interfaces)]
+    unsafe fn column_block(self, o: &Operands<W>, c0: usize);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn block_avx512(o: &Operands, c0: usize) {
-    block_impl::<64, Avx512Tile>(o, c0)
+/// The kernels for one weight type: AVX-512, AVX2 and scalar column blocks.
+macro_rules! kernels {
+    ($w:ty, $t512:ident, $t256:ident, $f512:ident, $f256:ident) => {
+        impl Kernel<$w> for Isa {
+            #[allow(private_interfaces)]
+            unsafe fn column_block(self, o: &Operands<$w>, c0: usize) {
+                match self {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => $f512(o, c0),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => $f256(o, c0),
+                    _ => block_impl::<16, $w, ScalarTile>(o, c0),
+                }
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,fma")]
+        unsafe fn $f512(o: &Operands<$w>, c0: usize) {
+            block_impl::<64, $w, $t512>(o, c0)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $f256(o: &Operands<$w>, c0: usize) {
+            block_impl::<32, $w, $t256>(o, c0)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(o: &Operands, c0: usize) {
-    block_impl::<32, Avx2Tile>(o, c0)
-}
+kernels!(f32, Avx512Tile, Avx2Tile, block_avx512_f32, block_avx2_f32);
+kernels!(Bf16Bits, Avx512Bf16Tile, Avx2Bf16Tile, block_avx512_bf16, block_avx2_bf16);
 
 /// A register tile: `R` rows times one `NB`-column block, accumulated over `k`.
-trait Tile<const NB: usize> {
+trait Tile<const NB: usize, W> {
     /// `out[r] = sum_k x[r * x_rs + k] * w[k * w_rs ..][..NB]` for `r < R`, as an in-order
     /// chain of fused multiply-adds from zero.
     unsafe fn run<const R: usize>(
         x: *const f32,
         x_rs: usize,
         k: usize,
-        w: *const f32,
+        w: *const W,
         w_rs: usize,
         out: *mut f32,
     );
@@ -206,13 +282,13 @@ trait Tile<const NB: usize> {
 
 /// Portable tile (`f32::mul_add`).
 struct ScalarTile;
-impl<const NB: usize> Tile<NB> for ScalarTile {
+impl<const NB: usize, W: Weight> Tile<NB, W> for ScalarTile {
     #[inline(always)]
     unsafe fn run<const R: usize>(
         x: *const f32,
         x_rs: usize,
         k: usize,
-        w: *const f32,
+        w: *const W,
         w_rs: usize,
         out: *mut f32,
     ) {
@@ -222,7 +298,7 @@ impl<const NB: usize> Tile<NB> for ScalarTile {
             for (r, a) in acc.iter_mut().enumerate() {
                 let xv = *x.add(r * x_rs + kk);
                 for j in 0..NB {
-                    a[j] = xv.mul_add(wr[j], a[j]);
+                    a[j] = xv.mul_add(wr[j].to_f32(), a[j]);
                 }
             }
         }
@@ -233,21 +309,22 @@ impl<const NB: usize> Tile<NB> for ScalarTile {
 }
 
 /// A SIMD tile of 4 vector registers per row (`NB = 4 * lanes` columns), all rows'
-/// accumulators in registers: `$t` implements [`Tile`] with the given vector type and its
-/// zero / unaligned load / broadcast / fused multiply-add / store intrinsics.
+/// accumulators in registers: `$t` implements [`Tile`] for weights of type `$w` with the given
+/// vector type and its zero / weight load (widening to f32) / broadcast / fused multiply-add /
+/// store intrinsics.
 macro_rules! simd_tile {
-    ($(#[$doc:meta])* $t:ident, $nb:literal, $lanes:literal, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
+    ($(#[$doc:meta])* $t:ident, $w:ty, $nb:literal, $lanes:literal, $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident) => {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
         struct $t;
         #[cfg(target_arch = "x86_64")]
-        impl Tile<$nb> for $t {
+        impl Tile<$nb, $w> for $t {
             #[inline(always)]
             unsafe fn run<const R: usize>(
                 x: *const f32,
                 x_rs: usize,
                 k: usize,
-                w: *const f32,
+                w: *const $w,
                 w_rs: usize,
                 out: *mut f32,
             ) {
@@ -273,24 +350,48 @@ macro_rules! simd_tile {
     };
 }
 
+/// 16 bf16 weights widened to f32 (exact: the bits go to the high half).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load_bf16x16(p: *const Bf16Bits) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i)), 16))
+}
+
+/// 8 bf16 weights widened to f32.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load_bf16x8(p: *const Bf16Bits) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)), 16))
+}
+
 simd_tile!(
     /// AVX-512 tile: 4 zmm registers (64 columns) per row.
-    Avx512Tile, 64, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    Avx512Tile, f32, 64, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
 );
 simd_tile!(
     /// AVX2 tile: 4 ymm registers (32 columns) per row.
-    Avx2Tile, 32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    Avx2Tile, f32, 32, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+);
+simd_tile!(
+    /// AVX-512 tile over bf16 weights: 4 zmm registers (64 columns) per row.
+    Avx512Bf16Tile, Bf16Bits, 64, 16, _mm512_setzero_ps, load_bf16x16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+);
+simd_tile!(
+    /// AVX2 tile over bf16 weights: 4 ymm registers (32 columns) per row.
+    Avx2Bf16Tile, Bf16Bits, 32, 8, _mm256_setzero_ps, load_bf16x8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
 );
 
 #[inline(always)]
-unsafe fn block_impl<const NB: usize, T: Tile<NB>>(o: &Operands, c0: usize) {
+unsafe fn block_impl<const NB: usize, W: Weight, T: Tile<NB, W>>(o: &Operands<W>, c0: usize) {
     let width = NB.min(o.n - c0);
     // Row-major full blocks are read in place; anything else goes through a scratch copy.
-    let mut scratch: Vec<f32> = Vec::new();
-    let (w, w_rs): (*const f32, usize) = if o.w_cs == 1 && width == NB {
+    let mut scratch: Vec<W> = Vec::new();
+    let (w, w_rs): (*const W, usize) = if o.w_cs == 1 && width == NB {
         (o.w.add(c0), o.w_rs as usize)
     } else {
-        scratch.resize(o.k * NB, 0.0);
+        scratch.resize(o.k * NB, W::ZERO);
         for kk in 0..o.k {
             let row = &mut scratch[kk * NB..kk * NB + width];
             for (j, v) in row.iter_mut().enumerate() {
@@ -391,6 +492,31 @@ mod tests {
                 )));
                 assert!(!wt.is_contiguous());
                 assert_eq!(vals(linear_with(&x, &wt, isa)), want, "{isa:?} transposed");
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_weights_give_the_f32_kernel_bits_on_their_rounded_values_on_every_instruction_set() {
+        for (m, k, n) in [(7, 576, 200), (1, 128, 100), (3, 64, 1)] {
+            let x = rand([m, k], 7);
+            let w = rand([k, n], 8);
+            let w16: Vec<half::bf16> = vals(w).iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let rounded: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+            let want = reference(&vals(x.clone()), &rounded, m, k, n);
+            let wb = FlexTensor::from_data(TensorData::new(w16.clone(), [k, n]));
+            assert_eq!(wb.dtype(), DType::BF16);
+            for isa in supported() {
+                assert_eq!(vals(linear_with(&x, &wb, isa)), want, "{isa:?} {m}x{k}x{n}");
+                // The tied head's transposed layout, in bf16 too.
+                let mut t = vec![half::bf16::ZERO; k * n];
+                for a in 0..k {
+                    for b in 0..n {
+                        t[b * k + a] = w16[a * n + b];
+                    }
+                }
+                let wt = transposed(&FlexTensor::from_data(TensorData::new(t, [n, k])));
+                assert_eq!(vals(linear_with(&x, &wt, isa)), want, "{isa:?} transposed bf16");
             }
         }
     }
