@@ -30,7 +30,8 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
     /// Weight type: bf16 on cuda stores weights and activations in bf16; on cpu it stores the
-    /// matrices in bf16 (norms, biases, activations and products in f32).
+    /// matrices in bf16 (norms, biases, activations and products in f32); q8 (cpu) stores the
+    /// projections and the output head as 8-bit values with a scale per 32 columns.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 }
@@ -60,6 +61,11 @@ pub(crate) use on_backend;
 pub fn check_backend(m: &ModelArgs) -> Result<()> {
     match (m.backend, m.dtype) {
         (BackendKind::Cpu, _) => Ok(()),
+        (BackendKind::Cuda, Dtype::Q8) => Err(Error::Argument {
+            arg: "--dtype".into(),
+            found: "q8 with --backend cuda".into(),
+            expected: "f32 or bf16 (8-bit weights are a CPU format)".into(),
+        }),
         #[cfg(feature = "cuda")]
         (BackendKind::Cuda, _) => crate::model::cuda::check_runtime(),
         #[cfg(not(feature = "cuda"))]

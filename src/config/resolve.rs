@@ -188,6 +188,13 @@ pub fn resolve(exp: Experiment, fig: &Figment, label: &str, file: &std::path::Pa
             "\"cpu\", or rebuild with `cargo build --release --features cuda`",
         ));
     }
+    if m.dtype == super::schema::Dtype::Q8 && m.backend != Backend::Cpu {
+        return Err(c.fail(
+            "model.dtype",
+            "\"q8\" on the cuda backend",
+            "\"f32\" or \"bf16\" (8-bit weights are a CPU format)",
+        ));
+    }
     let template = match m.template.as_str() {
         "auto" => None,
         "plain" => Some(Template::Plain),

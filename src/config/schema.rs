@@ -103,14 +103,18 @@ pub enum Dtype {
     F32,
     /// bfloat16.
     Bf16,
+    /// 8-bit weights with a scale per 32 columns (Q8_0-style; CPU only): projections and the
+    /// output head; the embedding in bf16; norms, biases and activations in f32.
+    Q8,
 }
 
 impl Dtype {
-    /// burn's type for it.
+    /// burn's type for it (8-bit: a block-quantized type, [`crate::model::weights::q8_scheme`]).
     pub fn burn(self) -> burn::tensor::DType {
         match self {
             Dtype::F32 => burn::tensor::DType::F32,
             Dtype::Bf16 => burn::tensor::DType::BF16,
+            Dtype::Q8 => burn::tensor::DType::QFloat(crate::model::weights::q8_scheme()),
         }
     }
 }

@@ -252,7 +252,13 @@ impl<B: InferBackend> Engine<B> {
             .map(|t| tokenizer.decode(&[t]).map(|s| s.contains('\n')).unwrap_or(true))
             .collect();
         let batch = batch.max(1);
-        let model_bytes = model.config.num_params() * model.embed.val().dtype().size();
+        // What a decode step streams: the matrices' bytes per parameter (1 for 8-bit).
+        let per_param = match model.layers.first().map(|l| l.q.weight.val().dtype()) {
+            Some(burn::tensor::DType::QFloat(_)) => 1,
+            Some(d) => d.size(),
+            None => model.embed.val().dtype().size(),
+        };
+        let model_bytes = model.config.num_params() * per_param;
         Self {
             has_newline,
             model,

@@ -263,29 +263,59 @@ impl<B: Backend> Llama<B> {
         Self { embed, layers, norm, lm_head, config: c.clone() }
     }
 
-    /// The parameters stored as `s` says (matrices and vectors in their types, matrices
-    /// rounded to bf16 values when asked; ids and trainability kept).
-    pub fn to_storage(self, s: crate::model::weights::Storage) -> Self {
-        struct Store(crate::model::weights::Storage);
-        impl<B: Backend> burn::module::ModuleMapper<B> for Store {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-                let (dtype, round) = (self.0.dtype(D), D == 2 && self.0.bf16_values);
-                param.map(|t| {
-                    let grad = t.is_require_grad();
-                    let mut t = t.set_require_grad(false);
-                    if round && t.dtype() == DType::F32 {
-                        t = t.cast(DType::BF16).cast(DType::F32);
-                    }
-                    let t = like(t, dtype);
-                    if grad {
-                        t.require_grad()
-                    } else {
-                        t
-                    }
-                })
-            }
-        }
-        self.map(&mut Store(s))
+    /// The parameters stored as `s` says (matrices, embedding and vectors in their types and
+    /// values, [`crate::model::weights::stored_matrix`]; ids and trainability kept). Adapters
+    /// are left as they are.
+    pub fn to_storage(mut self, s: crate::model::weights::Storage) -> Self {
+        use crate::model::weights::stored_matrix;
+        let matrix = |p: Param<Tensor<B, 2>>, embedding: bool| -> Param<Tensor<B, 2>> {
+            p.map(|t| {
+                let grad = t.is_require_grad();
+                let device = t.device();
+                let shape: [usize; 2] = t.dims();
+                let data: Vec<f32> =
+                    like(t.set_require_grad(false), DType::F32).into_data().to_vec().unwrap_or_default();
+                let t = stored_matrix::<B>(data, shape, s, embedding, &device);
+                if grad {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            })
+        };
+        let vector = |p: Param<Tensor<B, 1>>| -> Param<Tensor<B, 1>> {
+            p.map(|t| {
+                let grad = t.is_require_grad();
+                let t = like(t.set_require_grad(false), s.vectors);
+                if grad {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            })
+        };
+        let proj = |mut p: Proj<B>| -> Proj<B> {
+            p.weight = matrix(p.weight, false);
+            p.bias = p.bias.map(vector);
+            p
+        };
+        self.embed = matrix(self.embed, true);
+        self.norm = vector(self.norm);
+        self.lm_head = self.lm_head.map(|h| matrix(h, false));
+        self.layers = self
+            .layers
+            .into_iter()
+            .map(|mut l| {
+                l.attn_norm = vector(l.attn_norm);
+                l.mlp_norm = vector(l.mlp_norm);
+                l.q_norm = l.q_norm.map(vector);
+                l.k_norm = l.k_norm.map(vector);
+                (l.q, l.k, l.v, l.o) = (proj(l.q), proj(l.k), proj(l.v), proj(l.o));
+                (l.gate, l.up, l.down) = (proj(l.gate), proj(l.up), proj(l.down));
+                l
+            })
+            .collect();
+        self
     }
 
     /// The activations' type: the norms' (f32 when only the matrices are bf16).

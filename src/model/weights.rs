@@ -177,44 +177,77 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// How a model's parameters are stored: matrices (projections, embedding, output head) and
+/// Values a matrix is rounded to before it is stored (so the CPU's training copy, in f32, holds
+/// the values its inference copy stands for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Values {
+    /// As given.
+    Exact,
+    /// Nearest bf16.
+    Bf16,
+    /// 8-bit with a scale per 32 columns ([`crate::model::kernels::flex_linear::quantize_q8`]).
+    Q8,
+}
+
+/// How a model's parameters are stored: matrices (projections, output head), the embedding and
 /// vectors (norms, biases) may differ, and activations follow the vectors' type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Storage {
-    /// Projections, embedding, output head.
+    /// Projections and an untied output head.
     pub matrices: DType,
+    /// The embedding (a gathered table, never 8-bit).
+    pub embedding: DType,
     /// Norms and biases (and so the activations).
     pub vectors: DType,
-    /// Matrices hold bf16-rounded values (stored in `matrices`).
-    pub bf16_values: bool,
+    /// What values the matrices hold.
+    pub values: Values,
+}
+
+/// The 8-bit storage type: symmetric 8-bit values with an f32 scale per block of 32 elements of
+/// a row ([`crate::model::kernels::flex_linear::Q8_BLOCK`]).
+pub fn q8_scheme() -> burn::tensor::quantization::QuantScheme {
+    use burn::tensor::quantization::{
+        QuantLevel, QuantMode, QuantParam, QuantScheme, QuantStore, QuantValue,
+    };
+    QuantScheme {
+        value: QuantValue::Q8S,
+        param: QuantParam::F32,
+        store: QuantStore::Native,
+        level: QuantLevel::block([crate::model::kernels::flex_linear::Q8_BLOCK as u8]),
+        mode: QuantMode::Symmetric,
+    }
 }
 
 impl Storage {
+    /// Every parameter in `dtype`, values as given.
+    pub fn uniform(dtype: DType) -> Self {
+        Self { matrices: dtype, embedding: dtype, vectors: dtype, values: Values::Exact }
+    }
+
     /// How `dtype` is stored on backend `B`. f32: everything f32. bf16 on the CPU's inference
-    /// backend (flex): bf16 matrices (half the bytes a decode step streams), f32 norms, biases
-    /// and activations. bf16 on the CPU's training backend (autodiff flex): f32 everywhere with
-    /// the matrices rounded to bf16 values, so training starts from the weights inference
-    /// uses. Any other backend (CUDA): everything in `dtype`.
+    /// backend (flex): bf16 matrices and embedding (half the bytes a decode step streams), f32
+    /// norms, biases and activations. 8-bit on it: 8-bit matrices, bf16 embedding, the rest f32.
+    /// On the CPU's training backend (autodiff flex): f32 everywhere, the matrices rounded to
+    /// the values inference uses, so training starts from them. Any other backend (CUDA):
+    /// everything in `dtype`.
     pub fn of<B: Backend>(dtype: DType) -> Self {
         use std::any::TypeId;
         let b = TypeId::of::<B>();
         let cpu_infer = b == TypeId::of::<burn::backend::Flex>();
         let cpu_train = b == TypeId::of::<burn::backend::Autodiff<burn::backend::Flex>>();
+        let f32 = DType::F32;
+        let rounded = |values| Self { values, ..Self::uniform(f32) };
         match dtype {
             DType::BF16 if cpu_infer => {
-                Self { matrices: DType::BF16, vectors: DType::F32, bf16_values: true }
+                Self { matrices: DType::BF16, embedding: DType::BF16, vectors: f32, values: Values::Bf16 }
             }
-            DType::BF16 if cpu_train => Self { matrices: DType::F32, vectors: DType::F32, bf16_values: true },
-            d => Self { matrices: d, vectors: d, bf16_values: d == DType::BF16 },
-        }
-    }
-
-    /// The type a parameter of rank `rank` is stored in.
-    pub fn dtype(self, rank: usize) -> DType {
-        if rank == 2 {
-            self.matrices
-        } else {
-            self.vectors
+            DType::BF16 if cpu_train => rounded(Values::Bf16),
+            DType::QFloat(s) if cpu_infer => {
+                Self { matrices: DType::QFloat(s), embedding: DType::BF16, vectors: f32, values: Values::Q8 }
+            }
+            DType::QFloat(_) if cpu_train => rounded(Values::Q8),
+            DType::BF16 => Self { values: Values::Bf16, ..Self::uniform(DType::BF16) },
+            d => Self::uniform(d),
         }
     }
 }
@@ -226,6 +259,45 @@ pub fn round_to_bf16(v: &mut [f32]) {
     }
 }
 
+/// A `[rows, cols]` matrix of `data` stored as `s` says (`embedding`: the embedding table), on
+/// `device`. A matrix whose rows are not whole 8-bit blocks is kept in bf16.
+pub fn stored_matrix<B: Backend>(
+    mut data: Vec<f32>,
+    shape: [usize; 2],
+    s: Storage,
+    embedding: bool,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    use crate::model::kernels::flex_linear::{dequantize_q8, quantize_q8, Q8_BLOCK};
+    let q8_fits = shape[1].is_multiple_of(Q8_BLOCK) && !embedding;
+    let values = match s.values {
+        Values::Q8 if !q8_fits => Values::Bf16,
+        v => v,
+    };
+    let dtype = match s.matrices {
+        _ if embedding => s.embedding,
+        DType::QFloat(_) if !q8_fits => DType::BF16,
+        d => d,
+    };
+    match values {
+        Values::Exact => {}
+        Values::Bf16 => round_to_bf16(&mut data),
+        Values::Q8 => {
+            let (q, scales) = quantize_q8(&data, shape[0], shape[1]);
+            if let DType::QFloat(scheme) = dtype {
+                return Tensor::<B, 2>::from_data(TensorData::quantized(q, shape, scheme, &scales), device);
+            }
+            data = dequantize_q8(&q, &scales);
+        }
+    }
+    let t = Tensor::<B, 2>::from_data(TensorData::new(data, shape), device);
+    if dtype == DType::F32 {
+        t
+    } else {
+        t.cast(dtype)
+    }
+}
+
 /// Builds parameters with ids 1, 2, ... in a fixed order (as [`Llama::init`] does).
 struct Builder<'a, B: Backend> {
     next: u64,
@@ -234,14 +306,18 @@ struct Builder<'a, B: Backend> {
 }
 
 impl<B: Backend> Builder<'_, B> {
-    fn param<const D: usize>(&mut self, mut data: Vec<f32>, shape: [usize; D]) -> Param<Tensor<B, D>> {
+    /// A vector (norm, bias) parameter.
+    fn vector(&mut self, data: Vec<f32>, shape: [usize; 1]) -> Param<Tensor<B, 1>> {
         self.next += 1;
-        let dtype = self.storage.dtype(D);
-        if D == 2 && self.storage.bf16_values && dtype == DType::F32 {
-            round_to_bf16(&mut data);
-        }
-        let t = Tensor::<B, D>::from_data(TensorData::new(data, shape), self.device);
-        let t = if dtype == DType::F32 { t } else { t.cast(dtype) };
+        let t = Tensor::<B, 1>::from_data(TensorData::new(data, shape), self.device);
+        let t = if self.storage.vectors == DType::F32 { t } else { t.cast(self.storage.vectors) };
+        Param::initialized(ParamId::from(self.next), t.require_grad())
+    }
+
+    /// A matrix parameter (`embedding`: the embedding table).
+    fn matrix(&mut self, data: Vec<f32>, shape: [usize; 2], embedding: bool) -> Param<Tensor<B, 2>> {
+        self.next += 1;
+        let t = stored_matrix::<B>(data, shape, self.storage, embedding, self.device);
         Param::initialized(ParamId::from(self.next), t.require_grad())
     }
 
@@ -254,10 +330,10 @@ impl<B: Backend> Builder<'_, B> {
         bias: bool,
     ) -> Result<Proj<B>> {
         let w = need(src, &format!("{name}.weight"), &[d_out, d_in])?;
-        let weight = self.param(transpose(&w.data, d_out, d_in), [d_in, d_out]);
+        let weight = self.matrix(transpose(&w.data, d_out, d_in), [d_in, d_out], false);
         let bias = if bias {
             let b = need(src, &format!("{name}.bias"), &[d_out])?;
-            Some(self.param(b.data, [d_out]))
+            Some(self.vector(b.data, [d_out]))
         } else {
             None
         };
@@ -278,12 +354,12 @@ pub fn build_llama<B: Backend>(
     let kv = cfg.num_kv_heads * cfg.head_dim;
     let f = cfg.intermediate_size;
     let embed = need(src, "model.embed_tokens.weight", &[v, d])?;
-    let embed = b.param(embed.data, [v, d]);
+    let embed = b.matrix(embed.data, [v, d], true);
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
         let p = format!("model.layers.{i}");
         let attn_norm = need(src, &format!("{p}.input_layernorm.weight"), &[d])?;
-        let attn_norm = b.param(attn_norm.data, [d]);
+        let attn_norm = b.vector(attn_norm.data, [d]);
         let qp = b.proj(src, &format!("{p}.self_attn.q_proj"), d, q, cfg.qkv_bias)?;
         let kp = b.proj(src, &format!("{p}.self_attn.k_proj"), d, kv, cfg.qkv_bias)?;
         let vp = b.proj(src, &format!("{p}.self_attn.v_proj"), d, kv, cfg.qkv_bias)?;
@@ -291,12 +367,12 @@ pub fn build_llama<B: Backend>(
         let hd = cfg.head_dim;
         let mut head_norm = |name: &str| -> Result<_> {
             let w = need(src, &format!("{p}.self_attn.{name}.weight"), &[hd])?;
-            Ok(b.param(w.data, [hd]))
+            Ok(b.vector(w.data, [hd]))
         };
         let (q_norm, k_norm) =
             if cfg.qk_norm { (Some(head_norm("q_norm")?), Some(head_norm("k_norm")?)) } else { (None, None) };
         let mlp_norm = need(src, &format!("{p}.post_attention_layernorm.weight"), &[d])?;
-        let mlp_norm = b.param(mlp_norm.data, [d]);
+        let mlp_norm = b.vector(mlp_norm.data, [d]);
         let gate = b.proj(src, &format!("{p}.mlp.gate_proj"), d, f, cfg.mlp_bias)?;
         let up = b.proj(src, &format!("{p}.mlp.up_proj"), d, f, cfg.mlp_bias)?;
         let down = b.proj(src, &format!("{p}.mlp.down_proj"), f, d, cfg.mlp_bias)?;
@@ -315,12 +391,12 @@ pub fn build_llama<B: Backend>(
         });
     }
     let norm = need(src, "model.norm.weight", &[d])?;
-    let norm = b.param(norm.data, [d]);
+    let norm = b.vector(norm.data, [d]);
     let lm_head = if cfg.tie_word_embeddings {
         None
     } else {
         let h = need(src, "lm_head.weight", &[v, d])?;
-        Some(b.param(transpose(&h.data, v, d), [d, v]))
+        Some(b.matrix(transpose(&h.data, v, d), [d, v], false))
     };
     Ok(Llama { embed, layers, norm, lm_head, config: cfg.clone() })
 }
@@ -353,18 +429,18 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
     let out_std = std / ((2 * cfg.num_layers) as f64).sqrt();
     let proj = |b: &mut Builder<B>, i: usize, o: usize, std: f64| {
         let w = normal(b, i * o, std);
-        Proj { weight: b.param(w, [i, o]), bias: None, lora: None }
+        Proj { weight: b.matrix(w, [i, o], false), bias: None, lora: None }
     };
     let embed = {
         let w = normal(&mut b, v * d, std);
-        b.param(w, [v, d])
+        b.matrix(w, [v, d], true)
     };
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for _ in 0..cfg.num_layers {
-        let attn_norm = b.param(vec![1.0; d], [d]);
+        let attn_norm = b.vector(vec![1.0; d], [d]);
         let (qp, kp, vp) = (proj(&mut b, d, q, std), proj(&mut b, d, kv, std), proj(&mut b, d, kv, std));
         let op = proj(&mut b, q, d, out_std);
-        let mlp_norm = b.param(vec![1.0; d], [d]);
+        let mlp_norm = b.vector(vec![1.0; d], [d]);
         let gate = proj(&mut b, d, f, std);
         let up = proj(&mut b, d, f, std);
         let down = proj(&mut b, f, d, out_std);
@@ -382,10 +458,10 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
             down,
         });
     }
-    let norm = b.param(vec![1.0; d], [d]);
+    let norm = b.vector(vec![1.0; d], [d]);
     let lm_head = (!cfg.tie_word_embeddings).then(|| {
         let w = normal(&mut b, d * v, std);
-        b.param(w, [d, v])
+        b.matrix(w, [d, v], false)
     });
     let mut cfg = cfg.clone();
     cfg.family = super::config::Family::Llama;

@@ -196,10 +196,22 @@ impl InferBackend for Flex {
         from_flex(flex_linear::rms_norm(&to_flex(x), &to_flex(w), eps))
     }
 
-    /// Column blocks in parallel ([`flex_linear`]); burn's `matmul` for other types.
+    /// Column blocks in parallel ([`flex_linear`]: f32 or bf16 weights, or 8-bit weights with
+    /// their block scales); burn's `matmul` for other types.
     fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
+        if x.dtype() == DType::F32 {
+            if let DType::QFloat(_) = w.dtype() {
+                let [k, n] = w.dims();
+                if let TensorPrimitive::QFloat(q) = w.into_primitive() {
+                    let values = q.tensor().storage::<i8>();
+                    return from_flex(flex_linear::linear_q8(&to_flex(x), values, q.scales(), k, n));
+                }
+                unreachable!("a QFloat dtype is a quantized primitive");
+            }
+        }
         if !flex_linear::supports(x.dtype(), w.dtype()) {
-            return x.matmul(w);
+            let dt = x.dtype();
+            return x.matmul(crate::model::llama::like(w, dt));
         }
         from_flex(flex_linear::linear(&to_flex(x), &to_flex(w)))
     }

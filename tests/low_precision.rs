@@ -5,7 +5,8 @@
 //! learn on a bf16 base. And the CPU's own bf16 (`--dtype bf16` on cpu: bf16 matrices, f32
 //! norms, activations and products): its logits equal those of the f32 model whose matrices
 //! hold the same bf16-rounded values, bit for bit, and its training copy starts from those
-//! values in f32.
+//! values in f32. The same for 8-bit weights (`--dtype q8` on cpu): projections and an untied
+//! head as 8-bit blocks, the embedding in bf16.
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
@@ -137,8 +138,8 @@ fn cpu_bf16_stores_matrices_in_bf16_and_computes_the_f32_models_bits_on_their_va
         "training starts from the values inference uses"
     );
     let (m32, _) = load_model::<Flex>(&spec, 64, &dev, DType::F32).unwrap();
-    let storage =
-        mcts_ps::model::weights::Storage { matrices: DType::F32, vectors: DType::F32, bf16_values: true };
+    use mcts_ps::model::weights::{Storage, Values};
+    let storage = Storage { values: Values::Bf16, ..Storage::uniform(DType::F32) };
     let rounded = m32.clone().to_storage(storage);
     let ids: Vec<u32> = tok.encode("Ann has 9 apples. She buys 4 more. How many now?").unwrap();
     let mut e16 = Engine::new(m16, tok.clone(), 4, 64, 0, &dev);
@@ -165,4 +166,70 @@ fn cpu_bf16_stores_matrices_in_bf16_and_computes_the_f32_models_bits_on_their_va
     let r = rel_max(&c, &a);
     eprintln!("cpu bf16 vs f32 relative max logit difference {r:.2e}");
     assert!(r > 0.0 && r < 2e-2, "cpu bf16 vs f32: {r}");
+}
+
+#[test]
+fn cpu_q8_stores_8_bit_matrices_and_computes_the_f32_models_bits_on_their_values() {
+    use mcts_ps::model::weights::{Storage, Values};
+    let dev = Default::default();
+    let spec = ModelSpec::parse("preset:small:6").unwrap();
+    let q8 = mcts_ps::config::schema::Dtype::Q8.burn();
+    let (mq, tok) = load_model::<Flex>(&spec, 64, &dev, q8).unwrap();
+    assert!(matches!(mq.layers[0].q.weight.val().dtype(), DType::QFloat(_)));
+    // The head's rows (vocabulary columns) are whole 32-blocks or it stays bf16.
+    let head = mq.lm_head.as_ref().unwrap().val().dtype();
+    if mq.config.vocab_size % 32 == 0 {
+        assert!(matches!(head, DType::QFloat(_)));
+    } else {
+        assert_eq!(head, DType::BF16);
+    }
+    assert_eq!(mq.embed.val().dtype(), DType::BF16, "the embedding table stays bf16");
+    assert_eq!(mq.act_dtype(), DType::F32);
+    // The training copy: f32 with the values the 8-bit weights stand for.
+    let (mt, _) = load_model::<AB>(&spec, 64, &Default::default(), q8).unwrap();
+    assert_eq!(mt.layers[0].q.weight.val().dtype(), DType::F32);
+    let (m32, _) = load_model::<Flex>(&spec, 64, &dev, DType::F32).unwrap();
+    let dequantized = m32.clone().to_storage(Storage {
+        values: Values::Q8,
+        embedding: DType::F32,
+        ..Storage::uniform(DType::F32)
+    });
+    assert_eq!(
+        dequantized.layers[0].q.weight.val().into_data().to_vec::<f32>().unwrap(),
+        mt.layers[0].q.weight.val().into_data().to_vec::<f32>().unwrap(),
+        "training starts from the values inference uses"
+    );
+    // The same values with the embedding rounded to bf16, as the 8-bit model stores it.
+    let same = m32.clone().to_storage(Storage { values: Values::Q8, ..Storage::uniform(DType::F32) });
+    let same = {
+        let mut m = same;
+        let e: Vec<f32> = m.embed.val().into_data().to_vec().unwrap();
+        let mut e2 = e.clone();
+        mcts_ps::model::weights::round_to_bf16(&mut e2);
+        let dims = m.embed.val().dims();
+        m.embed = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(e2, dims), &dev));
+        m
+    };
+    let ids: Vec<u32> = tok.encode("Ann has 9 apples. She buys 4 more. How many now?").unwrap();
+    let mut eq = Engine::new(mq, tok.clone(), 4, 64, 0, &dev);
+    let mut es = Engine::new(same, tok.clone(), 4, 64, 0, &dev);
+    let e32 = Engine::new(m32, tok, 1, 64, 0, &dev);
+    let reqs = || -> Vec<mcts_ps::infer::Request> {
+        (0..3)
+            .map(|i| mcts_ps::infer::Request {
+                prompt: ids[..ids.len() - i].to_vec(),
+                max_new_tokens: 12,
+                temperature: 0.8,
+                top_p: 1.0,
+                stop: mcts_ps::infer::Stop::Never,
+                rng: mcts_ps::rng::Stream::new(0, "q8-test", &[i as u64]),
+            })
+            .collect()
+    };
+    let tq: Vec<Vec<u32>> = eq.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
+    let ts: Vec<Vec<u32>> = es.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
+    assert_eq!(tq, ts, "the 8-bit kernel computes the f32 model's tokens on the same values");
+    let r = rel_max(&e32.logits(&ids).unwrap(), &eq.logits(&ids).unwrap());
+    eprintln!("cpu q8 vs f32 relative max logit difference {r:.2e}");
+    assert!(r > 0.0 && r < 2e-2, "cpu q8 vs f32: {r}");
 }
