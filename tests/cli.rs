@@ -147,7 +147,8 @@ fn bad_model_spec_is_explained() {
 #[test]
 fn backend_and_dtype_flags_are_checked_before_loading() {
     // 8-bit weights are a CPU format: refused with cuda before the model is read.
-    let (ok, _, err) = runner(&["score", "--model", "/no/such/model", "--backend", "cuda", "--dtype", "q8", "--text", "1"]);
+    let (ok, _, err) =
+        runner(&["score", "--model", "/no/such/model", "--backend", "cuda", "--dtype", "q8", "--text", "1"]);
     assert!(!ok && err.contains("--dtype") && err.contains("q8") && err.contains("CPU format"), "{err}");
     let (ok, _, err) = runner(&["score", "--model", "preset:tiny", "--dtype", "fp8", "--text", "1"]);
     assert!(!ok && err.contains("fp8") && err.contains("bf16") && err.contains("q8"), "{err}");

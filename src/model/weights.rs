@@ -252,6 +252,24 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// The values and storage type of a `[rows, cols]` matrix (`embedding`: the embedding
+    /// table): a matrix whose rows are not whole 8-bit blocks is kept in bf16.
+    pub fn matrix(&self, shape: [usize; 2], embedding: bool) -> (Values, DType) {
+        let q8_fits = shape[1].is_multiple_of(crate::model::kernels::flex_linear::Q8_BLOCK) && !embedding;
+        let values = match self.values {
+            Values::Q8 if !q8_fits => Values::Bf16,
+            v => v,
+        };
+        let dtype = match self.matrices {
+            _ if embedding => self.embedding,
+            DType::QFloat(_) if !q8_fits => DType::BF16,
+            d => d,
+        };
+        (values, dtype)
+    }
+}
+
 /// `v` rounded to the nearest bf16 value (ties to even), as f32.
 pub fn round_to_bf16(v: &mut [f32]) {
     for x in v {
@@ -268,17 +286,8 @@ pub fn stored_matrix<B: Backend>(
     embedding: bool,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    use crate::model::kernels::flex_linear::{dequantize_q8, quantize_q8, Q8_BLOCK};
-    let q8_fits = shape[1].is_multiple_of(Q8_BLOCK) && !embedding;
-    let values = match s.values {
-        Values::Q8 if !q8_fits => Values::Bf16,
-        v => v,
-    };
-    let dtype = match s.matrices {
-        _ if embedding => s.embedding,
-        DType::QFloat(_) if !q8_fits => DType::BF16,
-        d => d,
-    };
+    use crate::model::kernels::flex_linear::{dequantize_q8, quantize_q8};
+    let (values, dtype) = s.matrix(shape, embedding);
     match values {
         Values::Exact => {}
         Values::Bf16 => round_to_bf16(&mut data),
@@ -316,8 +325,13 @@ impl<B: Backend> Builder<'_, B> {
 
     /// A matrix parameter (`embedding`: the embedding table).
     fn matrix(&mut self, data: Vec<f32>, shape: [usize; 2], embedding: bool) -> Param<Tensor<B, 2>> {
-        self.next += 1;
         let t = stored_matrix::<B>(data, shape, self.storage, embedding, self.device);
+        self.tensor(t)
+    }
+
+    /// The next parameter, holding `t`.
+    fn tensor<const D: usize>(&mut self, t: Tensor<B, D>) -> Param<Tensor<B, D>> {
+        self.next += 1;
         Param::initialized(ParamId::from(self.next), t.require_grad())
     }
 
@@ -406,35 +420,47 @@ pub fn build_llama<B: Backend>(
 /// distribution of [`Llama::init`] (normal, std 0.02, output projections scaled by
 /// `1/sqrt(2 layers)`, unit norms), but each chunk of 2^20 values of parameter `p` comes from
 /// its own stream `(seed, "init-chunked", [p, chunk])`, drawn in parallel, and every parameter
-/// is cast to `dtype` as it is uploaded, so host memory holds one parameter at a time.
-/// [`Llama::init`] stays the tiny model's initialisation (its single stream fixes its results).
+/// is stored as `dtype` says as it is drawn, so host memory holds one parameter at a time (a
+/// matrix stored in bf16 is drawn straight into bf16: an 8B model's 1 GB embedding never exists
+/// in f32). [`Llama::init`] stays the tiny model's initialisation (its single stream fixes its
+/// results).
 pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device, dtype: DType) -> Llama<B> {
     use rayon::prelude::*;
     const CHUNK: usize = 1 << 20;
     let mut b = Builder::<B> { next: 0, device, storage: Storage::of::<B>(dtype) };
-    let normal = |b: &mut Builder<B>, n: usize, std: f64| -> Vec<f32> {
-        let p = b.next + 1; // the id this parameter will get
-        (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .flat_map_iter(|c| {
-                let mut s = crate::rng::Stream::new(seed, "init-chunked", &[p, c as u64]);
-                super::llama::normal(&mut s, CHUNK.min(n - c * CHUNK), std)
-            })
-            .collect()
+    // Chunk c of the next parameter's values, each converted by `put`, written into `out`.
+    fn draw<T: Send>(out: &mut [T], seed: u64, p: u64, std: f64, put: impl Fn(f32) -> T + Sync) {
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, dst)| {
+            let mut s = crate::rng::Stream::new(seed, "init-chunked", &[p, c as u64]);
+            let values = super::llama::normal(&mut s, dst.len(), std);
+            for (d, x) in dst.iter_mut().zip(values) {
+                *d = put(x);
+            }
+        });
+    }
+    let matrix = |b: &mut Builder<B>, shape: [usize; 2], std: f64, embedding: bool| -> Param<Tensor<B, 2>> {
+        let (n, p) = (shape[0] * shape[1], b.next + 1); // p: the id this parameter will get
+        if b.storage.matrix(shape, embedding) == (Values::Bf16, DType::BF16) {
+            let mut w = vec![half::bf16::ZERO; n];
+            draw(&mut w, seed, p, std, half::bf16::from_f32);
+            b.tensor(Tensor::from_data(TensorData::new(w, shape), (b.device, DType::BF16)))
+        } else {
+            let mut w = vec![0f32; n];
+            draw(&mut w, seed, p, std, |x| x);
+            b.matrix(w, shape, embedding)
+        }
     };
     let (d, v, f) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
     let q = cfg.num_heads * cfg.head_dim;
     let kv = cfg.num_kv_heads * cfg.head_dim;
     let std = 0.02;
     let out_std = std / ((2 * cfg.num_layers) as f64).sqrt();
-    let proj = |b: &mut Builder<B>, i: usize, o: usize, std: f64| {
-        let w = normal(b, i * o, std);
-        Proj { weight: b.matrix(w, [i, o], false), bias: None, lora: None }
+    let proj = |b: &mut Builder<B>, i: usize, o: usize, std: f64| Proj {
+        weight: matrix(b, [i, o], std, false),
+        bias: None,
+        lora: None,
     };
-    let embed = {
-        let w = normal(&mut b, v * d, std);
-        b.matrix(w, [v, d], true)
-    };
+    let embed = matrix(&mut b, [v, d], std, true);
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for _ in 0..cfg.num_layers {
         let attn_norm = b.vector(vec![1.0; d], [d]);
@@ -459,10 +485,7 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
         });
     }
     let norm = b.vector(vec![1.0; d], [d]);
-    let lm_head = (!cfg.tie_word_embeddings).then(|| {
-        let w = normal(&mut b, d * v, std);
-        b.matrix(w, [d, v], false)
-    });
+    let lm_head = (!cfg.tie_word_embeddings).then(|| matrix(&mut b, [d, v], std, false));
     let mut cfg = cfg.clone();
     cfg.family = super::config::Family::Llama;
     (cfg.qkv_bias, cfg.o_bias, cfg.mlp_bias, cfg.qk_norm) = (false, false, false, false);
@@ -592,7 +615,7 @@ mod tests {
     use burn::backend::Flex;
 
     fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
-        t.into_data().to_vec::<f32>().unwrap()
+        t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
     }
 
     #[test]
@@ -616,5 +639,24 @@ mod tests {
         // Parameter ids follow the checkpoint builder's order (embedding first).
         assert_eq!(a.embed.id, ParamId::from(1));
         assert_eq!(a.config.num_params(), cfg.num_params());
+    }
+
+    #[test]
+    fn chunked_random_weights_in_bf16_are_drawn_in_bf16() {
+        // Drawn straight into bf16 (an 8B model's f32 copy would not fit in memory): stored as
+        // bf16, and the f32 draw's values rounded to nearest.
+        let cfg = LlamaConfig::small(2500, 64);
+        let dev = Default::default();
+        let f = random_llama::<Flex>(&cfg, 7, &dev, DType::F32);
+        let h = random_llama::<Flex>(&cfg, 7, &dev, DType::BF16);
+        for (a, b) in
+            [(f.embed.val(), h.embed.val()), (f.layers[1].up.weight.val(), h.layers[1].up.weight.val())]
+        {
+            assert_eq!(b.dtype(), DType::BF16);
+            let mut want = values(a);
+            round_to_bf16(&mut want);
+            assert_eq!(values(b), want);
+        }
+        assert_eq!(h.layers[0].attn_norm.val().dtype(), DType::F32);
     }
 }
