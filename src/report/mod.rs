@@ -633,7 +633,7 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 md,
                 "\n## Tuning on validation\n\nEach trained method's best validation accuracy over its iterations, \
                  per run of the sweep; the run chosen for a method is the one where it is highest (the same \
-                 rule for every method).\n\n| Run | method at its best iteration | validation |\n|---|---|---|"
+                 rule for every method; a tie goes to the run listed first).\n\n| Run | method at its best iteration | validation |\n|---|---|---|"
             );
             for (label, best_of) in &tuning {
                 for (_, n, mean, se) in best_of {
