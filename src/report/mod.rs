@@ -135,6 +135,8 @@ pub fn display(method: &str, iteration: Option<usize>) -> String {
         ("rft_matched", _) => "RFT (compute-matched)".into(),
         ("step_dpo", Some(k)) => format!("Step-level DPO - Iteration {k}"),
         ("ours", Some(k)) => format!("Ours - Iteration {k}"),
+        ("step_dpo", None) => "Step-level DPO".into(),
+        ("ours", None) => "Ours".into(),
         (m, Some(k)) => format!("{m} - Iteration {k}"),
         (m, None) => m.to_string(),
     }
@@ -232,6 +234,20 @@ fn multi_cell(ms: &[Measured], runs: usize) -> String {
 
 /// A method's best validation result in one run of a sweep: method, row name, mean, SE.
 type Best<'a> = (&'a str, String, f64, f64);
+
+/// The tuning rule, the same for every trained method: per method, the sweep run (label) where
+/// its best iteration's validation accuracy is highest; a tie goes to the run listed first.
+fn chosen<'t, 'a>(tuning: &'t [(String, Vec<Best<'a>>)]) -> Vec<(&'static str, &'t str, &'t Best<'a>)> {
+    ["rft", "rft_matched", "step_dpo", "ours"]
+        .into_iter()
+        .filter_map(|m| {
+            tuning
+                .iter()
+                .filter_map(|(label, b)| b.iter().find(|x| x.0 == m).map(|x| (m, label.as_str(), x)))
+                .reduce(|a, b| if b.2 .2 > a.2 .2 { b } else { a })
+        })
+        .collect()
+}
 
 /// Mean and SE of a row for the sweep summary: over seeds with several (over runs for a stage
 /// the seeds share), over runs with one.
@@ -641,14 +657,8 @@ pub fn write_tables(dir: &Path) -> Result<String> {
                 }
             }
             let _ = writeln!(md, "\nChosen on validation:\n");
-            for m in ["rft", "rft_matched", "step_dpo", "ours"] {
-                let pick = tuning
-                    .iter()
-                    .filter_map(|(label, b)| b.iter().find(|x| x.0 == m).map(|x| (label, x)))
-                    .reduce(|a, b| if b.1 .2 > a.1 .2 { b } else { a });
-                if let Some((label, (_, n, mean, se))) = pick {
-                    let _ = writeln!(md, "- {}: `{label}` ({n}, {})", display(m, None), cell(*mean, *se));
-                }
+            for (m, label, (_, n, mean, se)) in chosen(&tuning) {
+                let _ = writeln!(md, "- {}: `{label}` ({n}, {})", display(m, None), cell(*mean, *se));
             }
             let _ = writeln!(md);
         }
@@ -684,4 +694,23 @@ pub fn write_tables(dir: &Path) -> Result<String> {
 
 fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_method_gets_the_run_where_its_best_validation_is_highest() {
+        let b = |m: &'static str, acc: f64| (m, format!("{m} row"), acc, 1.0);
+        let tuning = vec![
+            ("lr=1".to_string(), vec![b("rft", 25.0), b("step_dpo", 26.0), b("ours", 26.6)]),
+            ("lr=2".to_string(), vec![b("rft", 25.6), b("step_dpo", 18.8), b("ours", 26.6)]),
+            ("lr=3".to_string(), vec![b("rft", 23.0), b("ours", 13.6)]),
+        ];
+        let got: Vec<(&str, &str, f64)> = chosen(&tuning).into_iter().map(|(m, l, x)| (m, l, x.2)).collect();
+        // rft: highest at lr=2; step_dpo: lr=1; ours: a tie between lr=1 and lr=2 goes to lr=1;
+        // rft_matched: in no run, so not listed.
+        assert_eq!(got, vec![("rft", "lr=2", 25.6), ("step_dpo", "lr=1", 26.0), ("ours", "lr=1", 26.6)]);
+    }
 }
