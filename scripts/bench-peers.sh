@@ -3,8 +3,11 @@
 # same host, so every figure is a ratio measured side by side (CPU speed varies 2x between
 # sessions: never compare absolute numbers across days).
 #
-#   decode:  runner bench generate   vs  transformers `generate` (f32, same shape, random weights)
-#            and llama.cpp's llama-batched-bench (the same SmolLM2 Q4_1 GGUF the runner loads)
+#   decode:  runner bench generate (f32, bf16 and 8-bit weights) vs transformers `generate` (f32,
+#            same shape, random weights) and llama.cpp's llama-batched-bench (the same SmolLM2
+#            Q4_1 GGUF the runner loads)
+#   qwen:    the same at the Qwen2.5-0.5B shape: the real Q4_K_M file (scripts/fetch-qwen-gguf.sh,
+#            490 MB; QWEN_GGUF=path), transformers' Qwen2ForCausalLM with random weights
 #   tiny:    runner bench generate   vs  a hand-written torch decode loop (same shape)
 #   train:   runner bench train      vs  a torch step of the same shape (AdamW, clip 1):
 #            tiny NLL, tiny eq. (2) with the KL reference forward, SmolLM2-shape LoRA r 8 (q k v o)
@@ -13,16 +16,17 @@
 # transformers`; llama.cpp built with cmake from the sources vendored in the PyPI sdist of
 # llama-cpp-python==0.3.36. Needs scripts/fetch-fixtures.sh's GGUF and a release build.
 #
-#   scripts/bench-peers.sh                    # everything (about 15 minutes on 2 cores)
-#   PEERS_ONLY=train scripts/bench-peers.sh   # one group: decode, tiny or train
+#   scripts/bench-peers.sh                    # everything (about 30 minutes on 2 cores)
+#   PEERS_ONLY=train scripts/bench-peers.sh   # one group: decode, qwen, tiny or train
 #   RUNNER=path/to/runner, PEERS_THREADS=2, PEERS_OUT=folder (default target/peers/<timestamp>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNNER=${RUNNER:-target/release/runner}
 THREADS=${PEERS_THREADS:-2}
 OUT=${PEERS_OUT:-target/peers/$(date +%Y%m%d-%H%M%S)}
-ONLY=${PEERS_ONLY:-decode,tiny,train}
+ONLY=${PEERS_ONLY:-decode,qwen,tiny,train}
 GGUF=target/fixtures/smollm2-135m-instruct-q4_1.gguf
+QWEN=${QWEN_GGUF:-target/fixtures/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
 mkdir -p "$OUT"
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
@@ -58,32 +62,54 @@ R=() # rows: group|what|runner|reference|unit
 row() { R+=("$1|$2|$3|$4|$5"); }
 jget() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
-if want decode; then
-  [ -s "$GGUF" ] || scripts/fetch-fixtures.sh >&2
-  LB=$(llama_bench)
-  "$LB" -m "$GGUF" -c 8192 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,16,64 -t "$THREADS" \
-    --output-format jsonl >"$OUT/llama_cpp.log" 2>&1
+# Decode rows of one GGUF model at batch 1, 16 and 64: runner with f32, bf16 and 8-bit weights
+# against transformers (f32, random weights of the same shape and family) and llama.cpp on the
+# same file.  decode_rows LABEL GGUF LLAMA_CPP_LABEL
+decode_rows() {
+  local name=$1 gguf=$2 lcname=$3 b d lc
+  "$LB" -m "$gguf" -c 8192 -b 2048 -ub 512 -npp 32 -ntg 64 -npl 1,16,64 -t "$THREADS" \
+    --output-format jsonl >"$OUT/llama_cpp_$name.log" 2>&1
   for b in 1 16 64; do
-    "$RUNNER" bench generate --model "$GGUF" --batch $b --prompt-tokens 32 --new-tokens 64 \
-      --out "$OUT/runner_smollm2_b$b.json" >/dev/null
-    python3 scripts/peers/torch_ref.py generate --like "$OUT/runner_smollm2_b$b.json" --batch $b \
-      --prompt-tokens 32 --new-tokens 64 --threads "$THREADS" >"$OUT/hf_smollm2_b$b.json"
-    lc=$(python3 - "$OUT" $b <<'PY'
-import json, sys, os
-out, b = sys.argv[1], int(sys.argv[2])
-for line in open(os.path.join(out, "llama_cpp.log")):
+    for d in f32 bf16 q8; do
+      "$RUNNER" bench generate --model "$gguf" --dtype $d --batch $b --prompt-tokens 32 --new-tokens 64 \
+        --out "$OUT/runner_${name}_${d}_b$b.json" >/dev/null
+    done
+    python3 scripts/peers/torch_ref.py generate --like "$OUT/runner_${name}_f32_b$b.json" --batch $b \
+      --prompt-tokens 32 --new-tokens 64 --threads "$THREADS" >"$OUT/hf_${name}_b$b.json"
+    lc=$(python3 - "$OUT/llama_cpp_$name.log" $b <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
     if line.startswith("{"):
         r = json.loads(line)
-        if r.get("pl") == b:
+        if r.get("pl") == int(sys.argv[2]):
             print(r["speed_tg"])
             break
 PY
 )
-    row decode "SmolLM2-135M decode tok/s, batch $b" "$(jget "$OUT/runner_smollm2_b$b.json" decode_tokens_per_s)" \
-      "$(jget "$OUT/hf_smollm2_b$b.json" decode_tokens_per_s)" "transformers"
-    row decode "SmolLM2-135M decode tok/s, batch $b" "$(jget "$OUT/runner_smollm2_b$b.json" decode_tokens_per_s)" \
-      "${lc:-nan}" "llama.cpp Q4_1"
+    for d in f32 bf16 q8; do
+      local v
+      v=$(jget "$OUT/runner_${name}_${d}_b$b.json" decode_tokens_per_s)
+      row decode "$name decode tok/s, batch $b, runner $d" "$v" "$(jget "$OUT/hf_${name}_b$b.json" decode_tokens_per_s)" \
+        "transformers f32"
+      row decode "$name decode tok/s, batch $b, runner $d" "$v" "${lc:-nan}" "llama.cpp $lcname"
+    done
   done
+}
+
+if want decode || want qwen; then
+  LB=$(llama_bench)
+fi
+if want decode; then
+  [ -s "$GGUF" ] || scripts/fetch-fixtures.sh >&2
+  decode_rows SmolLM2-135M "$GGUF" Q4_1
+fi
+if want qwen; then
+  # The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M file (490 MB, scripts/fetch-qwen-gguf.sh).
+  if [ ! -s "$QWEN" ]; then
+    [ -z "${QWEN_GGUF:-}" ] || { echo "QWEN_GGUF=$QWEN_GGUF: no such file" >&2; exit 1; }
+    scripts/fetch-qwen-gguf.sh >&2
+  fi
+  decode_rows Qwen2.5-0.5B "$QWEN" Q4_K_M
 fi
 
 if want tiny; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU reference timings in PyTorch / transformers for scripts/bench-peers.sh.
 
-Every measurement builds a LlamaForCausalLM of exactly the shape `runner bench` used: the shape
+Every measurement builds a LlamaForCausalLM (Qwen2/Qwen3ForCausalLM for those families) of
+exactly the shape `runner bench` used: the shape
 comes from the `config` object of a runner bench JSON file (`--like FILE`), so the two sides can
 never drift apart. Weights are random (speed does not depend on their values).
 
@@ -32,15 +33,23 @@ from gpu_reference import LoraLinear  # noqa: E402  (the same hand-written LoRA 
 
 def build(cfg_json):
     c = dict(cfg_json)
+    kind = c.get("model_type") or "llama"
     for k in ("architectures", "model_type", "bos_token_id", "eos_token_id", "torch_dtype",
               "rope_parameters"):
         c.pop(k, None)
     if c.get("rope_scaling") is None:
         c.pop("rope_scaling", None)
-    cfg = LlamaConfig(**c)
+    # The model class of the runner's family (Qwen2: q/k/v biases; Qwen3: q/k norms).
+    if kind == "qwen2":
+        from transformers import Qwen2Config as Config, Qwen2ForCausalLM as Model
+    elif kind == "qwen3":
+        from transformers import Qwen3Config as Config, Qwen3ForCausalLM as Model
+    else:
+        Config, Model = LlamaConfig, LlamaForCausalLM
+    cfg = Config(**c)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
+    model = Model(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
