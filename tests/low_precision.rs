@@ -17,6 +17,22 @@ use mcts_ps::model::Llama;
 use mcts_ps::train::data::Example;
 use mcts_ps::train::trainer::{train, Objective, Output, Settings};
 
+/// Three prompts (`ids` and two shorter prefixes) sampled at T 0.8 through the engine's cached
+/// decode path, each on its own stream of `purpose`: the tokens.
+fn sampled(e: &mut Engine<Flex>, ids: &[u32], purpose: &str) -> Vec<Vec<u32>> {
+    let reqs = (0..3)
+        .map(|i| mcts_ps::infer::Request {
+            prompt: ids[..ids.len() - i].to_vec(),
+            max_new_tokens: 12,
+            temperature: 0.8,
+            top_p: 1.0,
+            stop: mcts_ps::infer::Stop::Never,
+            rng: mcts_ps::rng::Stream::new(0, purpose, &[i as u64]),
+        })
+        .collect();
+    e.generate(reqs, || {}).unwrap().into_iter().map(|c| c.tokens).collect()
+}
+
 fn rel_max(reference: &[f32], got: &[f32]) -> f32 {
     let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
     let diff = reference.iter().zip(got).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
@@ -148,21 +164,7 @@ fn cpu_bf16_stores_matrices_in_bf16_and_computes_the_f32_models_bits_on_their_va
     let (a, b, c) = (e16.logits(&ids).unwrap(), er.logits(&ids).unwrap(), e32.logits(&ids).unwrap());
     assert_eq!(a, b, "bf16 matrices give the f32 product's bits on the same values");
     // The engine's cached decode path (the bf16 kernel), sampled: the same tokens.
-    let reqs = || -> Vec<mcts_ps::infer::Request> {
-        (0..3)
-            .map(|i| mcts_ps::infer::Request {
-                prompt: ids[..ids.len() - i].to_vec(),
-                max_new_tokens: 12,
-                temperature: 0.8,
-                top_p: 1.0,
-                stop: mcts_ps::infer::Stop::Never,
-                rng: mcts_ps::rng::Stream::new(0, "bf16-test", &[i as u64]),
-            })
-            .collect()
-    };
-    let t16: Vec<Vec<u32>> = e16.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
-    let tr: Vec<Vec<u32>> = er.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
-    assert_eq!(t16, tr);
+    assert_eq!(sampled(&mut e16, &ids, "bf16-test"), sampled(&mut er, &ids, "bf16-test"));
     let r = rel_max(&c, &a);
     eprintln!("cpu bf16 vs f32 relative max logit difference {r:.2e}");
     assert!(r > 0.0 && r < 2e-2, "cpu bf16 vs f32: {r}");
@@ -199,36 +201,24 @@ fn cpu_q8_stores_8_bit_matrices_and_computes_the_f32_models_bits_on_their_values
         mt.layers[0].q.weight.val().into_data().to_vec::<f32>().unwrap(),
         "training starts from the values inference uses"
     );
-    // The same values with the embedding rounded to bf16, as the 8-bit model stores it.
+    // The same values in f32: 8-bit values dequantized, and the embedding (never 8-bit,
+    // `Storage::matrix`) rounded to bf16, as the 8-bit model stores it.
     let same = m32.clone().to_storage(Storage { values: Values::Q8, ..Storage::uniform(DType::F32) });
-    let same = {
-        let mut m = same;
-        let e: Vec<f32> = m.embed.val().into_data().to_vec().unwrap();
-        let mut e2 = e.clone();
-        mcts_ps::model::weights::round_to_bf16(&mut e2);
-        let dims = m.embed.val().dims();
-        m.embed = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(e2, dims), &dev));
-        m
+    let bf16_embedding = {
+        let mut e: Vec<f32> = m32.embed.val().into_data().to_vec().unwrap();
+        mcts_ps::model::weights::round_to_bf16(&mut e);
+        e
     };
+    assert_eq!(same.embed.val().into_data().to_vec::<f32>().unwrap(), bf16_embedding);
     let ids: Vec<u32> = tok.encode("Ann has 9 apples. She buys 4 more. How many now?").unwrap();
     let mut eq = Engine::new(mq, tok.clone(), 4, 64, 0, &dev);
     let mut es = Engine::new(same, tok.clone(), 4, 64, 0, &dev);
     let e32 = Engine::new(m32, tok, 1, 64, 0, &dev);
-    let reqs = || -> Vec<mcts_ps::infer::Request> {
-        (0..3)
-            .map(|i| mcts_ps::infer::Request {
-                prompt: ids[..ids.len() - i].to_vec(),
-                max_new_tokens: 12,
-                temperature: 0.8,
-                top_p: 1.0,
-                stop: mcts_ps::infer::Stop::Never,
-                rng: mcts_ps::rng::Stream::new(0, "q8-test", &[i as u64]),
-            })
-            .collect()
-    };
-    let tq: Vec<Vec<u32>> = eq.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
-    let ts: Vec<Vec<u32>> = es.generate(reqs(), || {}).unwrap().into_iter().map(|c| c.tokens).collect();
-    assert_eq!(tq, ts, "the 8-bit kernel computes the f32 model's tokens on the same values");
+    assert_eq!(
+        sampled(&mut eq, &ids, "q8-test"),
+        sampled(&mut es, &ids, "q8-test"),
+        "the 8-bit kernel computes the f32 model's tokens on the same values"
+    );
     let r = rel_max(&e32.logits(&ids).unwrap(), &eq.logits(&ids).unwrap());
     eprintln!("cpu q8 vs f32 relative max logit difference {r:.2e}");
     assert!(r > 0.0 && r < 2e-2, "cpu q8 vs f32: {r}");
