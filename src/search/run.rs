@@ -54,6 +54,30 @@ impl Search<'_> {
         steps.iter().map(|s| format!("{s}{STEP_SEPARATOR}")).collect()
     }
 
+    /// A request continuing `steps` of `question`'s solution: one step, or the rest of the
+    /// solution, on `stream`.
+    fn request(
+        c: &Mcts,
+        question: &str,
+        steps: &[String],
+        kind: SampleKind,
+        stream: Stream,
+    ) -> SampleRequest {
+        let max_tokens = match kind {
+            SampleKind::Step => c.max_step_tokens,
+            SampleKind::Rollout => c.max_solution_tokens,
+        };
+        SampleRequest {
+            question: question.to_string(),
+            partial: Self::partial(steps),
+            kind,
+            max_tokens,
+            temperature: c.temperature,
+            top_p: c.top_p,
+            stream,
+        }
+    }
+
     fn stream(&self, problem: u64, root: usize, kind: u64, path: &[usize], child: usize) -> Stream {
         let mut ids = vec![self.iteration, problem, root as u64, kind, child as u64, path.len() as u64];
         ids.extend(path.iter().map(|&i| i as u64));
@@ -148,15 +172,8 @@ impl Search<'_> {
                 let node_steps: Vec<String> = path_steps(&t.root, path);
                 let mut steps = t.steps.clone();
                 steps.extend(node_steps);
-                reqs.push(SampleRequest {
-                    question: p.question.clone(),
-                    partial: Self::partial(&steps),
-                    kind: SampleKind::Step,
-                    max_tokens: c.max_step_tokens,
-                    temperature: c.temperature,
-                    top_p: c.top_p,
-                    stream: self.stream(p.id, t.steps.len(), 0, path, *child),
-                });
+                let stream = self.stream(p.id, t.steps.len(), 0, path, *child);
+                reqs.push(Self::request(c, &p.question, &steps, SampleKind::Step, stream));
             }
         }
         let mut expansions = policy.sample(reqs)?.into_iter();
@@ -173,15 +190,8 @@ impl Search<'_> {
                     // Another simulation from the leaf: its value is an average like any node's.
                     let mut steps = t.steps.clone();
                     steps.extend(path_steps(&t.root, path));
-                    sims.push(SampleRequest {
-                        question: p.question.clone(),
-                        partial: Self::partial(&steps),
-                        kind: SampleKind::Rollout,
-                        max_tokens: c.max_solution_tokens,
-                        temperature: c.temperature,
-                        top_p: c.top_p,
-                        stream: self.stream(p.id, t.steps.len(), 2, path, *visit as usize),
-                    });
+                    let stream = self.stream(p.id, t.steps.len(), 2, path, *visit as usize);
+                    sims.push(Self::request(c, &p.question, &steps, SampleKind::Rollout, stream));
                     sim_of.push((k, steps.join(STEP_SEPARATOR)));
                 }
                 Pick::Expand(path, child) => {
@@ -207,15 +217,8 @@ impl Search<'_> {
                     } else {
                         let mut child_path = path.clone();
                         child_path.push(*child);
-                        sims.push(SampleRequest {
-                            question: p.question.clone(),
-                            partial: Self::partial(&steps),
-                            kind: SampleKind::Rollout,
-                            max_tokens: c.max_solution_tokens,
-                            temperature: c.temperature,
-                            top_p: c.top_p,
-                            stream: self.stream(p.id, t.steps.len(), 1, &child_path, 0),
-                        });
+                        let stream = self.stream(p.id, t.steps.len(), 1, &child_path, 0);
+                        sims.push(Self::request(c, &p.question, &steps, SampleKind::Rollout, stream));
                         sim_of.push((k, steps.join(STEP_SEPARATOR)));
                     }
                 }
