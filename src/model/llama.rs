@@ -354,8 +354,10 @@ impl<B: Backend> Llama<B> {
     pub fn untie_head(mut self) -> Self {
         if self.lm_head.is_none() {
             let e = self.embed.val();
-            let device = e.device();
-            let t = Tensor::<B, 2>::from_data(e.transpose().into_data(), &device);
+            let (device, dtype) = (e.device(), e.dtype());
+            // The embedding's own type: `from_data` without one would widen a bf16 table to
+            // f32 and double the bytes the head streams every step.
+            let t = Tensor::<B, 2>::from_data(e.transpose().into_data(), (&device, dtype));
             self.lm_head = Some(Param::from_tensor(t));
         }
         self

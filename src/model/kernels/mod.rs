@@ -1,15 +1,17 @@
 //! CPU kernels and backend glue, below the architecture: the inference products
 //! ([`flex_linear`]), the fused whole-sequence kernels with their backward passes ([`fused`]:
 //! attention, SwiGLU, RMSNorm, RoPE), tensor-API attention for other backends ([`attention`]),
-//! fixed-order sums ([`reduce`]), and the [`backend::InferBackend`] trait the inference engine
+//! fixed-order sums ([`reduce`]), spinning helper threads for a decode step's short products
+//! ([`team`]), and the [`backend::InferBackend`] trait the inference engine
 //! runs on (KV cache layout, cached attention).
 //!
 //! Nothing here knows the decoder: kernels take tensors and sizes, never a config or a layer.
 //! Within the folder the imports run one way: `reduce` and `attention` import nothing,
-//! `flex_linear` uses `reduce`, `fused` uses those three, `backend` uses all of them.
+//! `team` imports nothing, `flex_linear` uses `reduce` and `team`, `fused` uses those three, `backend` uses all of them.
 
 pub mod attention;
 pub mod backend;
 pub mod flex_linear;
 pub mod fused;
 pub(crate) mod reduce;
+pub mod team;
