@@ -24,6 +24,7 @@ use super::prefix::PrefixCache;
 use super::sampling::sample;
 use crate::error::{Error, Result};
 use crate::model::backend::{InferBackend, Kv};
+use crate::model::kernels::team;
 use crate::model::llama::{LayerCache, Llama};
 use crate::model::rope::Rope;
 use crate::model::tokenizer::Tokenizer;
@@ -335,9 +336,19 @@ impl<B: InferBackend> Engine<B> {
                 work.push((lc, rows, tokens, starts));
             }
             let (model, rope, device) = (&self.model, &self.rope, &self.device);
+            // A single lane has the machine to itself: its few-row products may use the
+            // kernels' spinning helper team (two lanes keep rayon's work stealing).
+            let single = work.len() == 1;
             let stepped: Vec<Result<_>> = work
                 .into_par_iter()
-                .map(|(lc, rows, tokens, starts)| decode_lane(model, rope, device, lc, rows, tokens, starts))
+                .map(|(lc, rows, tokens, starts)| {
+                    let step = || decode_lane(model, rope, device, lc, rows, tokens, starts);
+                    if single {
+                        team::exclusive(step)
+                    } else {
+                        step()
+                    }
+                })
                 .collect();
             cache = Vec::with_capacity(stepped.len());
             let mut logits = Vec::new();

@@ -659,4 +659,24 @@ mod tests {
         }
         assert_eq!(h.layers[0].attn_norm.val().dtype(), DType::F32);
     }
+
+    #[test]
+    fn an_untied_head_copy_keeps_the_embedding_values_and_type() {
+        // The inference engine's row-major head: bf16 stays bf16 (half the bytes a decode step
+        // streams), and holds the embedding's values transposed.
+        let cfg = LlamaConfig { tie_word_embeddings: true, ..LlamaConfig::tiny(300, 32) };
+        let dev = Default::default();
+        for dtype in [DType::F32, DType::BF16] {
+            let m = random_llama::<Flex>(&cfg, 3, &dev, dtype).untie_head();
+            let head = m.lm_head.as_ref().expect("untied").val();
+            assert_eq!(head.dtype(), dtype);
+            let (e, h) = (values(m.embed.val()), values(head));
+            let d = cfg.hidden_size;
+            for (v, row) in e.chunks(d).enumerate().step_by(37) {
+                for (i, &x) in row.iter().enumerate() {
+                    assert_eq!(h[i * cfg.vocab_size + v], x, "token {v} dim {i}");
+                }
+            }
+        }
+    }
 }

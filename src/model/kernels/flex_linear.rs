@@ -13,6 +13,12 @@
 //! into a zero-padded row-major scratch block). Blocks run in parallel on the rayon pool when
 //! the weight is large enough to be worth it.
 //!
+//! Few rows (up to [`STREAM_ROWS`], decoding at small batches) take a second kernel,
+//! [`stream`]: output columns are cut into chunks whose partial sums stay in L1 while the weight
+//! rows stream through them in storage order, and the chunks of a large weight are split over
+//! the spinning helper threads of [`super::team`] rather than the rayon pool (whose workers
+//! sleep between products).
+//!
 //! Weights may be stored in bf16 (`model.dtype = "bf16"` on the CPU: half the bytes to stream,
 //! which is what bounds decoding at small batches): each weight is widened to f32 exactly as it
 //! is loaded (a 16-bit shift) and the product runs in f32 as below, so a bf16 weight gives the
@@ -20,7 +26,7 @@
 //!
 //! Numbers: every output element is `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))`, one fused
 //! multiply-add per `k` in index order, whatever the instruction set (AVX-512, AVX2, or the
-//! scalar `mul_add` fallback), the tile, the block, the thread count, or which other rows share
+//! scalar `mul_add` fallback), the kernel (tile or stream), the tile, the block or chunk, the thread count, or which other rows share
 //! the call. So a row's result depends only on that row, and the same binary gives the same
 //! bits on CPUs with and without AVX-512 (tests force each path). For `k <= 512` this is also
 //! exactly what the GEMM computes (one `k` block, same order), so the tiny model's results are
@@ -173,7 +179,7 @@ where
         return out;
     }
     let wst = w.layout().strides();
-    if m <= STREAM_ROWS && wst[1] == 1 {
+    if m <= STREAM_ROWS && wst[1] == 1 && wst[0] >= 0 {
         let src = RowMajor { w: w_storage[w.layout().start_offset()..].as_ptr(), rs: wst[0] as usize };
         stream(&x, m, k, n, &src, &mut out, isa);
         return out;
@@ -499,7 +505,7 @@ pub fn linear_q8_with(x: &FlexTensor, q: &[i8], scales: &[f32], k: usize, n: usi
 /// register tiles over column blocks.
 pub const STREAM_ROWS: usize = 4;
 
-/// Output columns one streamed chunk keeps per row (its partial sums stay in L1).
+/// Output columns times rows of one streamed chunk (its partial sums stay in L1).
 const STREAM_COLS: usize = 2048;
 
 /// Weight rows one streamed pass over a chunk folds in.
@@ -516,13 +522,31 @@ const STREAM_K: usize = 4;
 /// `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))` in index order, so the bits are those of the
 /// tile kernel, on every instruction set.
 fn stream<S: Src>(x: &FlexTensor, m: usize, k: usize, n: usize, src: &S, out: &mut FlexTensor, isa: Isa) {
-    let xp = SendPtr(x.storage::<f32>().as_ptr() as *mut f32);
-    let yp = SendPtr(out.storage_mut::<f32>().as_mut_ptr());
     let threads = rayon::current_num_threads();
     let parallel = k * n >= PARALLEL_WEIGHT_ELEMS && threads > 1;
     // At least two chunks per thread when split (load balance), whole 16-column groups.
     let split = if parallel { n.div_ceil(2 * threads).next_multiple_of(16) } else { n };
     let width = split.min((STREAM_COLS / m).next_multiple_of(16)).max(16);
+    stream_with(x, m, k, n, src, out, isa, width, parallel)
+}
+
+/// [`stream`] with chunks of `width` columns (a multiple of 16 unless it covers all `n`: a
+/// vector of 8-bit weights must not straddle two scale blocks), split across threads or not.
+#[allow(clippy::too_many_arguments)]
+fn stream_with<S: Src>(
+    x: &FlexTensor,
+    m: usize,
+    k: usize,
+    n: usize,
+    src: &S,
+    out: &mut FlexTensor,
+    isa: Isa,
+    width: usize,
+    parallel: bool,
+) {
+    assert!(width >= n || width.is_multiple_of(16), "stream: chunk width {width}");
+    let xp = SendPtr(x.storage::<f32>().as_ptr() as *mut f32);
+    let yp = SendPtr(out.storage_mut::<f32>().as_mut_ptr());
     let chunks = n.div_ceil(width);
     let run = |c: usize| {
         let (c0, c1) = (c * width, ((c + 1) * width).min(n));
@@ -753,6 +777,7 @@ unsafe fn stream_avx2<S: Src>(s: &S, p: Part) {
 #[inline(always)]
 unsafe fn stream_chunk<S: Src, L: Lanes>(s: &S, p: Part) {
     let Part { x, m, k, y, n, c0, c1 } = p;
+    debug_assert!(c0.is_multiple_of(16), "a chunk starts at a 16-column group");
     let cv = c0 + (c1 - c0) / L::N * L::N;
     for r in 0..m {
         std::ptr::write_bytes(y.add(r * n + c0), 0, c1 - c0);
@@ -1195,6 +1220,44 @@ mod tests {
                 assert_eq!(vals(linear_with(&x, &wb, isa)), want16, "bf16 {isa:?} {m}x{k}x{n}");
                 if let Some((q, sc, want)) = &q8 {
                     assert_eq!(&vals(linear_q8_with(&x, q, sc, k, n, isa)), want, "q8 {isa:?} {m}x{k}x{n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_chunks_of_any_width_and_split_give_the_same_bits() {
+        // Chunk widths that start 8-bit vectors in the middle of a 32-column scale block (16,
+        // 48, 144), a single chunk, with and without the threads, on a strided weight view
+        // (row stride above n, offset start) as well as a compact one.
+        let (k, n) = (67, 320);
+        let w = vals(rand([k, n], 13));
+        let (q, sc) = quantize_q8(&w, k, n);
+        let dq = dequantize_q8(&q, &sc);
+        let wide = vals(rand([k, n + 40], 14));
+        let mut view = wide.clone();
+        for kk in 0..k {
+            view[kk * (n + 40) + 8..kk * (n + 40) + 8 + n].copy_from_slice(&w[kk * n..(kk + 1) * n]);
+        }
+        for m in 1..=STREAM_ROWS {
+            let x = rand([m, k], 15 + m as u64);
+            let xv = vals(x.clone());
+            let (want, want_q) = (reference(&xv, &w, m, k, n), reference(&xv, &dq, m, k, n));
+            for isa in supported() {
+                for (width, parallel) in [(16, true), (48, true), (144, false), (144, true), (n, false)] {
+                    let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
+                    let src = RowMajor { w: view[8..].as_ptr(), rs: n + 40 };
+                    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+                    two.install(|| {
+                        super::super::team::exclusive(|| {
+                            stream_with(&x, m, k, n, &src, &mut out, isa, width, parallel)
+                        })
+                    });
+                    assert_eq!(vals(out), want, "f32 view {isa:?} m {m} width {width}");
+                    let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
+                    let src = Q8Rows { q: q.as_ptr(), s: sc.as_ptr(), n };
+                    stream_with(&x, m, k, n, &src, &mut out, isa, width, parallel);
+                    assert_eq!(vals(out), want_q, "q8 {isa:?} m {m} width {width}");
                 }
             }
         }

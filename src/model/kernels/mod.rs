@@ -6,8 +6,9 @@
 //! runs on (KV cache layout, cached attention).
 //!
 //! Nothing here knows the decoder: kernels take tensors and sizes, never a config or a layer.
-//! Within the folder the imports run one way: `reduce` and `attention` import nothing,
-//! `team` imports nothing, `flex_linear` uses `reduce` and `team`, `fused` uses those three, `backend` uses all of them.
+//! Within the folder the imports run one way: `reduce`, `attention` and `team` import nothing;
+//! `flex_linear` uses `reduce` and `team`; `fused` uses `reduce`, `attention` and
+//! `flex_linear`; `backend` uses `attention`, `reduce`, `flex_linear` and `fused`.
 
 pub mod attention;
 pub mod backend;
