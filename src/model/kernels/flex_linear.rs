@@ -516,8 +516,9 @@ const STREAM_K: usize = 4;
 /// The tile kernel walks one `NB`-column block down all `k` rows: for a single row there is
 /// almost no arithmetic per byte, and a walk that reads 64-256 bytes of each weight row and
 /// then jumps a whole row ahead keeps the memory system far below the bandwidth a sequential
-/// read gets (measured: 5-10 GB/s against 24 GB/s for one core). Here each chunk of output
-/// columns keeps its partial sums in memory (L1) and the weight rows stream through it
+/// read gets (6-11 GB/s against 24 GB/s for one core: results/bench/decode-b1-2026-12-03-
+/// amd-epyc.md). Here each chunk of output columns keeps its partial sums in memory (L1) and
+/// the weight rows stream through it
 /// `STREAM_K` at a time, each read left to right. Every output element is still
 /// `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))` in index order, so the bits are those of the
 /// tile kernel, on every instruction set.

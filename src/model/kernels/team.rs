@@ -5,8 +5,8 @@
 //! Split over the rayon pool, every product wakes a sleeping worker (a futex wake, a context
 //! switch, and in a virtual machine an interrupt to another virtual CPU). Measured with
 //! examples/kernel_probe.rs on a 2-core VM (AMD EPYC, 2026-12-03): the SmolLM2-135M layers'
-//! 8-bit products took 14.7 ms per step on one thread and 15-16 ms split over two rayon
-//! workers; with this team, 12.7-14.7 ms, and the f32 products 25-27 ms -> 21 ms. The helpers
+//! 8-bit products took 14.2 ms per step on one thread and 15-16 ms split over two rayon
+//! workers; with this team, 13.2 ms, and the f32 products 38 ms -> 22 ms. The helpers
 //! watch an atomic counter for [`SPIN`] after each job before they park, so within a decode
 //! step a job starts on them without a wake-up.
 //!
