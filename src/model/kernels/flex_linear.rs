@@ -26,8 +26,9 @@
 //!
 //! Numbers: every output element is `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))`, one fused
 //! multiply-add per `k` in index order, whatever the instruction set (AVX-512, AVX2, or the
-//! scalar `mul_add` fallback), the kernel (tile or stream), the tile, the block or chunk, the thread count, or which other rows share
-//! the call. So a row's result depends only on that row, and the same binary gives the same
+//! scalar `mul_add` fallback), the kernel (tile or stream), the tile, the block or chunk, the
+//! thread count, or which other rows share the call. So a row's result depends only on that
+//! row, and the same binary gives the same
 //! bits on CPUs with and without AVX-512 (tests force each path). For `k <= 512` this is also
 //! exactly what the GEMM computes (one `k` block, same order), so the tiny model's results are
 //! unchanged by this kernel.
@@ -518,8 +519,8 @@ const STREAM_K: usize = 4;
 /// then jumps a whole row ahead keeps the memory system far below the bandwidth a sequential
 /// read gets (6-11 GB/s against 24 GB/s for one core: results/bench/decode-b1-2026-12-03-
 /// amd-epyc.md). Here each chunk of output columns keeps its partial sums in memory (L1) and
-/// the weight rows stream through it
-/// `STREAM_K` at a time, each read left to right. Every output element is still
+/// the weight rows stream through it `STREAM_K` at a time, each read left to right. Every
+/// output element is still
 /// `fma(x[k-1], w[k-1], ... fma(x[0], w[0], 0))` in index order, so the bits are those of the
 /// tile kernel, on every instruction set.
 fn stream<S: Src>(x: &FlexTensor, m: usize, k: usize, n: usize, src: &S, out: &mut FlexTensor, isa: Isa) {
@@ -546,15 +547,20 @@ fn stream_with<S: Src>(
     parallel: bool,
 ) {
     assert!(width >= n || width.is_multiple_of(16), "stream: chunk width {width}");
-    let xp = SendPtr(x.storage::<f32>().as_ptr() as *mut f32);
-    let yp = SendPtr(out.storage_mut::<f32>().as_mut_ptr());
+    let all = Part {
+        x: x.storage::<f32>().as_ptr(),
+        m,
+        k,
+        y: out.storage_mut::<f32>().as_mut_ptr(),
+        n,
+        c0: 0,
+        c1: n,
+    };
     let chunks = n.div_ceil(width);
     let run = |c: usize| {
-        let (c0, c1) = (c * width, ((c + 1) * width).min(n));
-        let (x, y) = (xp.get() as *const f32, yp.get());
+        let p = all.cols(c * width, ((c + 1) * width).min(n));
         // SAFETY: `x` is `[m, k]` and `y` `[m, n]`, both contiguous and live; `src` covers
-        // `[k, n]`; chunk `c` writes only columns `c0..c1` of `y`.
-        let p = Part { x, m, k, y, n, c0, c1 };
+        // `[k, n]`; chunk `c` writes only its columns of `y`.
         unsafe {
             match isa {
                 #[cfg(target_arch = "x86_64")]
@@ -571,20 +577,6 @@ fn stream_with<S: Src>(
         }
     } else {
         (0..chunks).for_each(run);
-    }
-}
-
-/// A raw pointer the chunks of one product share (they write disjoint columns).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: see `stream`: shared reads, disjoint writes.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    // A method (not the field) so closures capture the `Sync` wrapper.
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 
@@ -758,6 +750,17 @@ struct Part {
     n: usize,
     c0: usize,
     c1: usize,
+}
+// SAFETY: the chunks of one product share its inputs and write disjoint columns of `y`.
+unsafe impl Send for Part {}
+unsafe impl Sync for Part {}
+
+impl Part {
+    /// Columns `c0..c1` of the same product (a method, so a closure captures the whole `Part`
+    /// rather than its raw-pointer fields).
+    fn cols(self, c0: usize, c1: usize) -> Part {
+        Part { c0, c1, ..self }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1235,30 +1238,31 @@ mod tests {
         let w = vals(rand([k, n], 13));
         let (q, sc) = quantize_q8(&w, k, n);
         let dq = dequantize_q8(&q, &sc);
-        let wide = vals(rand([k, n + 40], 14));
-        let mut view = wide.clone();
+        let mut view = vals(rand([k, n + 40], 14));
         for kk in 0..k {
             view[kk * (n + 40) + 8..kk * (n + 40) + 8 + n].copy_from_slice(&w[kk * n..(kk + 1) * n]);
         }
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         for m in 1..=STREAM_ROWS {
             let x = rand([m, k], 15 + m as u64);
             let xv = vals(x.clone());
             let (want, want_q) = (reference(&xv, &w, m, k, n), reference(&xv, &dq, m, k, n));
             for isa in supported() {
                 for (width, parallel) in [(16, true), (48, true), (144, false), (144, true), (n, false)] {
-                    let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
+                    let (mut out, mut out_q) = (
+                        FlexTensor::empty(Shape::from(vec![m, n]), DType::F32),
+                        FlexTensor::empty(Shape::from(vec![m, n]), DType::F32),
+                    );
                     let src = RowMajor { w: view[8..].as_ptr(), rs: n + 40 };
-                    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+                    let src_q = Q8Rows { q: q.as_ptr(), s: sc.as_ptr(), n };
                     two.install(|| {
                         super::super::team::exclusive(|| {
-                            stream_with(&x, m, k, n, &src, &mut out, isa, width, parallel)
+                            stream_with(&x, m, k, n, &src, &mut out, isa, width, parallel);
+                            stream_with(&x, m, k, n, &src_q, &mut out_q, isa, width, parallel);
                         })
                     });
                     assert_eq!(vals(out), want, "f32 view {isa:?} m {m} width {width}");
-                    let mut out = FlexTensor::empty(Shape::from(vec![m, n]), DType::F32);
-                    let src = Q8Rows { q: q.as_ptr(), s: sc.as_ptr(), n };
-                    stream_with(&x, m, k, n, &src, &mut out, isa, width, parallel);
-                    assert_eq!(vals(out), want_q, "q8 {isa:?} m {m} width {width}");
+                    assert_eq!(vals(out_q), want_q, "q8 {isa:?} m {m} width {width}");
                 }
             }
         }
