@@ -5,8 +5,10 @@
 //! learn on a bf16 base. And the CPU's own bf16 (`--dtype bf16` on cpu: bf16 matrices, f32
 //! norms, activations and products): its logits equal those of the f32 model whose matrices
 //! hold the same bf16-rounded values, bit for bit, and its training copy starts from those
-//! values in f32. The same for 8-bit weights (`--dtype q8` on cpu): projections and an untied
-//! head as 8-bit blocks, the embedding in bf16.
+//! values in f32. For 8-bit weights (`--dtype q8` on cpu: projections and an untied head as
+//! 8-bit blocks, the embedding in bf16, each activation row rounded to 8-bit blocks inside the
+//! products): the training copy starts from the weights' values, decoding gives the same tokens
+//! at any batch size, and the logits stay within 4e-2 of the f32 model's.
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Int, Tensor, TensorData};
@@ -171,16 +173,16 @@ fn cpu_bf16_stores_matrices_in_bf16_and_computes_the_f32_models_bits_on_their_va
 }
 
 #[test]
-fn cpu_q8_stores_8_bit_matrices_and_computes_the_f32_models_bits_on_their_values() {
+fn cpu_q8_stores_8_bit_matrices_trains_from_their_values_and_decodes_independently_of_the_batch() {
     use mcts_ps::model::weights::{Storage, Values};
     let dev = Default::default();
     let spec = ModelSpec::parse("preset:small:6").unwrap();
     let q8 = mcts_ps::config::schema::Dtype::Q8.burn();
     let (mq, tok) = load_model::<Flex>(&spec, 64, &dev, q8).unwrap();
     assert!(matches!(mq.layers[0].q.weight.val().dtype(), DType::QFloat(_)));
-    // The head's rows (vocabulary columns) are whole 32-blocks or it stays bf16.
+    // The head ([hidden, vocabulary]) is whole 32-blocks both ways or it stays bf16.
     let head = mq.lm_head.as_ref().unwrap().val().dtype();
-    if mq.config.vocab_size % 32 == 0 {
+    if mq.config.vocab_size % 32 == 0 && mq.config.hidden_size % 32 == 0 {
         assert!(matches!(head, DType::QFloat(_)));
     } else {
         assert_eq!(head, DType::BF16);
@@ -211,15 +213,25 @@ fn cpu_q8_stores_8_bit_matrices_and_computes_the_f32_models_bits_on_their_values
     };
     assert_eq!(same.embed.val().into_data().to_vec::<f32>().unwrap(), bf16_embedding);
     let ids: Vec<u32> = tok.encode("Ann has 9 apples. She buys 4 more. How many now?").unwrap();
-    let mut eq = Engine::new(mq, tok.clone(), 4, 64, 0, &dev);
-    let mut es = Engine::new(same, tok.clone(), 4, 64, 0, &dev);
-    let e32 = Engine::new(m32, tok, 1, 64, 0, &dev);
+    // Four lanes against one: each row's products depend only on that row.
+    let mut eq = Engine::new(mq.clone(), tok.clone(), 4, 64, 0, &dev);
+    let mut e1 = Engine::new(mq, tok.clone(), 1, 64, 0, &dev);
     assert_eq!(
         sampled(&mut eq, &ids, "q8-test"),
-        sampled(&mut es, &ids, "q8-test"),
-        "the 8-bit kernel computes the f32 model's tokens on the same values"
+        sampled(&mut e1, &ids, "q8-test"),
+        "8-bit decoding does not depend on the batch"
     );
-    let r = rel_max(&e32.logits(&ids).unwrap(), &eq.logits(&ids).unwrap());
-    eprintln!("cpu q8 vs f32 relative max logit difference {r:.2e}");
-    assert!(r > 0.0 && r < 2e-2, "cpu q8 vs f32: {r}");
+    let es = Engine::new(same, tok.clone(), 1, 64, 0, &dev);
+    let e32 = Engine::new(m32, tok, 1, 64, 0, &dev);
+    let lq = eq.logits(&ids).unwrap();
+    let rs = rel_max(&es.logits(&ids).unwrap(), &lq);
+    let r = rel_max(&e32.logits(&ids).unwrap(), &lq);
+    eprintln!(
+        "cpu q8 relative max logit difference: {rs:.2e} vs f32 on the same weight values, {r:.2e} vs f32"
+    );
+    // Measured 1.4e-2 and 2.4e-2 (random weights: no outlier structure for the scales to follow;
+    // on SmolLM2-135M the token log-probabilities move less than with the former weight-only
+    // 8-bit format, scripts/score-dtypes.py). A wrong product would be off by the logits' scale.
+    assert!(rs > 0.0 && rs < 3e-2, "cpu q8 vs f32 on its values: {rs}");
+    assert!(r > 0.0 && r < 4e-2, "cpu q8 vs f32: {r}");
 }

@@ -31,7 +31,8 @@ pub struct ModelArgs {
     pub backend: BackendKind,
     /// Weight type: bf16 on cuda stores weights and activations in bf16; on cpu it stores the
     /// matrices in bf16 (norms, biases, activations and products in f32); q8 (cpu) stores the
-    /// projections and the output head as 8-bit values with a scale per 32 columns.
+    /// projections and the output head as 8-bit values with a scale per 32 rows of a column,
+    /// and rounds the activations to 8 bits inside those products.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 }

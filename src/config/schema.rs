@@ -103,8 +103,9 @@ pub enum Dtype {
     F32,
     /// bfloat16.
     Bf16,
-    /// 8-bit weights with a scale per 32 columns (Q8_0-style; CPU only): projections and the
-    /// output head; the embedding in bf16; norms, biases and activations in f32.
+    /// 8-bit weights with a scale per 32 rows of a column (Q8_0-style; CPU only): projections and
+    /// the output head; the embedding in bf16; norms, biases and activations in f32, the
+    /// activations rounded to 8-bit blocks inside the 8-bit products.
     Q8,
 }
 

@@ -614,7 +614,7 @@ impl<B: InferBackend> Engine<B> {
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let t = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, tokens.len()]), &self.device);
-        to_host(self.model.forward(t, &self.rope))
+        to_host(self.model.forward_with(t, &self.rope, crate::model::llama::Kernels::scoring()))
     }
 
     /// Per-token log-probabilities of `tokens[1..]` given the tokens before each (one full

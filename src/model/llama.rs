@@ -90,9 +90,26 @@ pub type MatMul<B> = fn(Tensor<B, 2>, Tensor<B, 2>) -> Tensor<B, 2>;
 
 /// burn's matrix product, as a [`MatMul`]; a weight stored in another type than the
 /// activations (bf16 matrices on the CPU) is widened to theirs first.
+///
+/// Panics on an 8-bit weight: its values are stored in the order of the CPU's 8-bit kernel
+/// ([`crate::model::kernels::q8`]), which burn's dequantization does not know; those products
+/// go through [`InferBackend::weight_matmul`] (as [`Kernels::scoring`] does).
 pub fn matmul<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    assert!(
+        !matches!(w.dtype(), DType::QFloat(_)),
+        "an 8-bit weight multiplied through burn's matmul: use InferBackend::weight_matmul"
+    );
     let dt = x.dtype();
     x.matmul(like(w, dt))
+}
+
+/// [`matmul`], except that 8-bit weights go through the backend's own kernel.
+fn scoring_matmul<B: InferBackend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    if matches!(w.dtype(), DType::QFloat(_)) {
+        B::weight_matmul(x, w)
+    } else {
+        matmul(x, w)
+    }
 }
 
 /// RMSNorm of rows `[m, d]` with weight `[d]` and epsilon.
@@ -134,6 +151,12 @@ impl<B: InferBackend> Kernels<B> {
     /// The inference backend's kernels.
     pub fn infer() -> Self {
         Self { mm: B::weight_matmul, norm: B::rms_norm_rows }
+    }
+
+    /// The engine's full-sequence scoring: burn's ops (the numbers training computes), except
+    /// 8-bit weights, which only the backend's kernel reads.
+    pub fn scoring() -> Self {
+        Self { mm: scoring_matmul::<B>, norm: fused::rms_norm }
     }
 }
 
@@ -348,16 +371,36 @@ impl<B: Backend> Llama<B> {
     }
 
     /// A tied output head copied into its own row-major `[hidden, vocab]` weight (the same
-    /// values, so the same logits): kernels that stream weight rows then read the head in
+    /// values, so the same logits, unless 8-bit, below): kernels that stream weight rows then read the head in
     /// place instead of gathering the embedding's columns every step. Untied models are
     /// returned as they are.
+    ///
+    /// A model whose matrices are 8-bit gets an 8-bit head (the embedding's values quantized
+    /// like the other matrices, [`crate::model::weights::stored_matrix`]), as an untied 8-bit
+    /// model has: half the bytes of the bf16 table at every decode step.
     pub fn untie_head(mut self) -> Self {
+        use crate::model::weights::{stored_matrix, Storage, Values};
         if self.lm_head.is_none() {
             let e = self.embed.val();
             let (device, dtype) = (e.device(), e.dtype());
-            // The embedding's own type: `from_data` without one would widen a bf16 table to
-            // f32 and double the bytes the head streams every step.
-            let t = Tensor::<B, 2>::from_data(e.transpose().into_data(), (&device, dtype));
+            let [v, d] = e.dims();
+            let q8 = self
+                .layers
+                .first()
+                .map(|l| l.q.weight.val().dtype())
+                .filter(|t| matches!(t, DType::QFloat(_)));
+            let t = match q8 {
+                Some(q) if crate::model::kernels::q8::fits(d, v) => {
+                    let values: Vec<f32> =
+                        like(e.transpose(), DType::F32).into_data().to_vec().unwrap_or_default();
+                    let s =
+                        Storage { matrices: q, embedding: dtype, vectors: DType::F32, values: Values::Q8 };
+                    stored_matrix::<B>(values, [d, v], s, false, &device)
+                }
+                // The embedding's own type: `from_data` without one would widen a bf16 table
+                // to f32 and double the bytes the head streams every step.
+                _ => Tensor::<B, 2>::from_data(e.transpose().into_data(), (&device, dtype)),
+            };
             self.lm_head = Some(Param::from_tensor(t));
         }
         self
@@ -399,6 +442,11 @@ impl<B: Backend> Llama<B> {
         self.head(self.body(tokens, rope))
     }
 
+    /// [`Llama::forward`] with the given kernels.
+    pub fn forward_with(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>, k: Kernels<B>) -> Tensor<B, 3> {
+        self.head_with(self.body_with(tokens, rope, k), k)
+    }
+
     /// [`Llama::forward`] with logits only at `rows` (indices into the flattened
     /// `[batch * seq]` positions): `[rows.len(), vocab]`. Training computes the head and the
     /// loss on the loss-carrying positions alone.
@@ -416,14 +464,19 @@ impl<B: Backend> Llama<B> {
     /// The decoder blocks over whole sequences: `[batch, seq]` -> hidden states
     /// `[batch, seq, hidden]` before the final norm.
     pub fn body(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>) -> Tensor<B, 3> {
+        self.body_with(tokens, rope, Kernels::burn())
+    }
+
+    /// [`Llama::body`] with the given kernels.
+    pub fn body_with(&self, tokens: Tensor<B, 2, Int>, rope: &Rope<B>, kn: Kernels<B>) -> Tensor<B, 3> {
         let [b, l] = tokens.dims();
         let device = tokens.device();
         let positions: Vec<usize> = (0..b).flat_map(|_| 0..l).collect();
         let ropes = Ropes::new(rope, &positions, &self.config, &device, self.act_dtype());
         let mut x = self.embed(tokens); // [b, l, d]
         for layer in &self.layers {
-            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, Kernels::burn()); // [b, l, kvh, hd]
-            x = layer.forward(x, &self.config, &ropes, Kernels::burn(), |q| fused::causal_attention(q, k, v));
+            let (k, v) = layer.project_kv(x.clone(), &self.config, &ropes, kn); // [b, l, kvh, hd]
+            x = layer.forward(x, &self.config, &ropes, kn, |q| fused::causal_attention(q, k, v));
         }
         x
     }
@@ -503,6 +556,10 @@ impl<'a, B: Backend> Ropes<'a, B> {
 /// `t` in `dtype` (unchanged when it already is): caches and tables follow the weights' type
 /// (bf16 on GPU).
 pub fn like<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    assert!(
+        t.dtype() == dtype || !matches!(t.dtype(), DType::QFloat(_)),
+        "8-bit weights are stored in the q8 kernel's order and cannot be converted by burn"
+    );
     if t.dtype() == dtype {
         t
     } else {

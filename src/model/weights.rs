@@ -185,7 +185,7 @@ pub enum Values {
     Exact,
     /// Nearest bf16.
     Bf16,
-    /// 8-bit with a scale per 32 columns ([`crate::model::kernels::flex_linear::quantize_q8`]).
+    /// 8-bit with a scale per 32 rows of a column ([`crate::model::kernels::q8::quantize`]).
     Q8,
 }
 
@@ -203,8 +203,9 @@ pub struct Storage {
     pub values: Values,
 }
 
-/// The 8-bit storage type: symmetric 8-bit values with an f32 scale per block of 32 elements of
-/// a row ([`crate::model::kernels::flex_linear::Q8_BLOCK`]).
+/// The 8-bit storage type: symmetric 8-bit values with an f32 scale per block of 32 elements
+/// ([`crate::model::kernels::q8::BLOCK`]; the blocks run along the rows of a column, and the
+/// values are stored in the kernel's order, which only [`crate::model::kernels::q8`] reads).
 pub fn q8_scheme() -> burn::tensor::quantization::QuantScheme {
     use burn::tensor::quantization::{
         QuantLevel, QuantMode, QuantParam, QuantScheme, QuantStore, QuantValue,
@@ -213,7 +214,7 @@ pub fn q8_scheme() -> burn::tensor::quantization::QuantScheme {
         value: QuantValue::Q8S,
         param: QuantParam::F32,
         store: QuantStore::Native,
-        level: QuantLevel::block([crate::model::kernels::flex_linear::Q8_BLOCK as u8]),
+        level: QuantLevel::block([crate::model::kernels::q8::BLOCK as u8]),
         mode: QuantMode::Symmetric,
     }
 }
@@ -254,9 +255,10 @@ impl Storage {
 
 impl Storage {
     /// The values and storage type of a `[rows, cols]` matrix (`embedding`: the embedding
-    /// table): a matrix whose rows are not whole 8-bit blocks is kept in bf16.
+    /// table): a matrix whose shape is not whole 8-bit blocks ([`crate::model::kernels::q8::fits`])
+    /// is kept in bf16.
     pub fn matrix(&self, shape: [usize; 2], embedding: bool) -> (Values, DType) {
-        let q8_fits = shape[1].is_multiple_of(crate::model::kernels::flex_linear::Q8_BLOCK) && !embedding;
+        let q8_fits = crate::model::kernels::q8::fits(shape[0], shape[1]) && !embedding;
         let values = match self.values {
             Values::Q8 if !q8_fits => Values::Bf16,
             v => v,
@@ -278,7 +280,7 @@ pub fn round_to_bf16(v: &mut [f32]) {
 }
 
 /// A `[rows, cols]` matrix of `data` stored as `s` says (`embedding`: the embedding table), on
-/// `device`. A matrix whose rows are not whole 8-bit blocks is kept in bf16.
+/// `device`. A matrix whose shape is not whole 8-bit blocks is kept in bf16.
 pub fn stored_matrix<B: Backend>(
     mut data: Vec<f32>,
     shape: [usize; 2],
@@ -286,17 +288,17 @@ pub fn stored_matrix<B: Backend>(
     embedding: bool,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    use crate::model::kernels::flex_linear::{dequantize_q8, quantize_q8};
+    use crate::model::kernels::q8;
     let (values, dtype) = s.matrix(shape, embedding);
     match values {
         Values::Exact => {}
         Values::Bf16 => round_to_bf16(&mut data),
         Values::Q8 => {
-            let (q, scales) = quantize_q8(&data, shape[0], shape[1]);
+            let (q, scales) = q8::quantize(&data, shape[0], shape[1]);
             if let DType::QFloat(scheme) = dtype {
-                return Tensor::<B, 2>::from_data(TensorData::quantized(q, shape, scheme, &scales), device);
+                return q8_matrix::<B>(q8::storage(&q, &scales), shape, scheme);
             }
-            data = dequantize_q8(&q, &scales);
+            data = q8::dequantize(&q, &scales, shape[0], shape[1]);
         }
     }
     let t = Tensor::<B, 2>::from_data(TensorData::new(data, shape), device);
@@ -305,6 +307,32 @@ pub fn stored_matrix<B: Backend>(
     } else {
         t.cast(dtype)
     }
+}
+
+/// An 8-bit matrix on the CPU's inference backend: burn-flex's quantized tensor holding one
+/// [`crate::model::kernels::q8::storage`] buffer (values, then scales; the tensor's own scale
+/// list is a placeholder, see the q8 module docs). Only that backend stores 8-bit matrices
+/// ([`Storage::of`]).
+fn q8_matrix<B: Backend>(
+    buf: Vec<f32>,
+    shape: [usize; 2],
+    scheme: burn::tensor::quantization::QuantScheme,
+) -> Tensor<B, 2> {
+    use burn::tensor::TensorPrimitive;
+    use burn_flex::{Flex, FlexQTensor, FlexTensor, Layout};
+    let values = FlexTensor::new(
+        burn::tensor::Bytes::from_elems(buf),
+        Layout::contiguous(burn::tensor::Shape::from(shape.to_vec())),
+        DType::I8,
+    );
+    let t = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::QFloat(FlexQTensor::new(
+        values,
+        scheme,
+        vec![1.0],
+    )));
+    let any: Box<dyn std::any::Any> = Box::new(t);
+    *any.downcast::<Tensor<B, 2>>()
+        .unwrap_or_else(|_| panic!("8-bit matrices are stored on the CPU's inference backend only"))
 }
 
 /// Builds parameters with ids 1, 2, ... in a fixed order (as [`Llama::init`] does).
@@ -493,6 +521,11 @@ pub fn random_llama<B: Backend>(cfg: &LlamaConfig, seed: u64, device: &B::Device
 }
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    if let DType::QFloat(_) = t.dtype() {
+        return Err(Error::Other(
+            "8-bit weights (stored in the q8 kernel's order) cannot be read back; export the f32 training copy".into(),
+        ));
+    }
     let data = t.cast(DType::F32).into_data();
     data.to_vec::<f32>().map_err(|e| Error::Other(format!("cannot read tensor back: {e:?}")))
 }

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 pub use super::attention::{grouped_causal_mask, masked_grouped_attention};
 use super::reduce::sum8;
-use super::{flex_linear, fused};
+use super::{flex_linear, fused, q8};
 
 /// Which half of a key/value cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl InferBackend for Flex {
         from_flex(flex_linear::rms_norm(&to_flex(x), &to_flex(w), eps))
     }
 
-    /// Column blocks in parallel ([`flex_linear`]: f32 or bf16 weights, or 8-bit weights with
+    /// Column blocks in parallel ([`flex_linear`]: f32 or bf16 weights; [`q8`]: 8-bit weights with
     /// their block scales); burn's `matmul` for other types.
     fn weight_matmul(x: Tensor<Self, 2>, w: Tensor<Self, 2>) -> Tensor<Self, 2> {
         if x.dtype() == DType::F32 {
@@ -204,7 +204,7 @@ impl InferBackend for Flex {
                 let [k, n] = w.dims();
                 if let TensorPrimitive::QFloat(q) = w.into_primitive() {
                     let values = q.tensor().storage::<i8>();
-                    return from_flex(flex_linear::linear_q8(&to_flex(x), values, q.scales(), k, n));
+                    return from_flex(q8::linear(&to_flex(x), values, k, n));
                 }
                 unreachable!("a QFloat dtype is a quantized primitive");
             }
